@@ -1,0 +1,25 @@
+//! The `agola` binary: stays tiny; everything lives in the library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = agola::cli::Cli::parse();
+    // Multi-thread runtime: the OTLP batch exporter must never flush on a runtime's only thread.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agola: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli.run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agola: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

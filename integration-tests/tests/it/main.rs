@@ -1,0 +1,4 @@
+//! End-to-end tests: one test binary with modules, to keep link time down.
+
+mod infra;
+mod serve;

@@ -32,19 +32,28 @@ wait_for() { # what, seconds, command...
 }
 
 # --- etcd ----------------------------------------------------------------------------------
-ETCD_PORT=${AGOLA_TEST_ETCD_PORT:-23790}
-if port_open "$ETCD_PORT"; then
-  echo "test.sh: reusing etcd on 127.0.0.1:$ETCD_PORT"
-else
-  etcd --data-dir "$STATE_DIR/etcd" --name agola-test \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" \
-    --initial-cluster "agola-test=http://127.0.0.1:$((ETCD_PORT + 10))" \
-    >"$STATE_DIR/etcd.log" 2>&1 &
+# Two instances: the shared one (each test uses its own key prefix) and one for the tests
+# that compact, because compaction is store-wide and would break other tests' watches.
+start_etcd() { # name port
+  local name=$1 port=$2 peer=$(($2 + 10))
+  if port_open "$port"; then
+    echo "test.sh: reusing etcd on 127.0.0.1:$port"
+    return
+  fi
+  etcd --data-dir "$STATE_DIR/etcd-$name" --name "$name" \
+    --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "$name=http://127.0.0.1:$peer" \
+    >"$STATE_DIR/etcd-$name.log" 2>&1 &
   pids+=($!)
-  wait_for etcd 30 etcdctl --endpoints "127.0.0.1:$ETCD_PORT" endpoint health || { cat "$STATE_DIR/etcd.log"; exit 1; }
-fi
+  wait_for "etcd $name" 30 etcdctl --endpoints "127.0.0.1:$port" endpoint health || { cat "$STATE_DIR/etcd-$name.log"; exit 1; }
+}
+ETCD_PORT=${AGOLA_TEST_ETCD_PORT:-23790}
+ETCD_COMPACT_PORT=${AGOLA_TEST_ETCD_COMPACT_PORT:-23795}
+start_etcd agola-test "$ETCD_PORT"
+start_etcd agola-test-compact "$ETCD_COMPACT_PORT"
 export AGOLA_TEST_ETCD_ENDPOINTS="http://127.0.0.1:$ETCD_PORT"
+export AGOLA_TEST_ETCD_COMPACT_ENDPOINTS="http://127.0.0.1:$ETCD_COMPACT_PORT"
 
 # --- S3 (s3s-fs) ---------------------------------------------------------------------------
 S3_PORT=${AGOLA_TEST_S3_PORT:-29000}

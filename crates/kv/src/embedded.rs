@@ -295,8 +295,14 @@ impl Inner {
     /// revision moved.
     fn apply_txn(&self, txn: &Txn) -> Result<TxnResponse> {
         let wtx = self.db.begin_write().map_err(unavailable)?;
-        let resp = Self::apply_in(&wtx, txn)?;
-        wtx.commit().map_err(unavailable)?;
+        let (resp, wrote) = Self::apply_in(&wtx, txn)?;
+        if wrote {
+            wtx.commit().map_err(unavailable)?;
+        } else {
+            // Nothing changed (reads, or a failed compare with a read-only branch): no commit,
+            // so no fsync.
+            wtx.abort().map_err(unavailable)?;
+        }
         self.revision_tx.send_if_modified(|r| {
             if resp.revision > *r {
                 *r = resp.revision;
@@ -308,7 +314,8 @@ impl Inner {
         Ok(resp)
     }
 
-    fn apply_in(wtx: &WriteTransaction, txn: &Txn) -> Result<TxnResponse> {
+    /// Applies `txn` inside `wtx`; also says whether anything was written.
+    fn apply_in(wtx: &WriteTransaction, txn: &Txn) -> Result<(TxnResponse, bool)> {
         let mut meta = wtx.open_table(META).map_err(unavailable)?;
         let current = meta_get(&meta, META_REVISION)?;
         let next = current + 1;
@@ -435,11 +442,14 @@ impl Inner {
                 rr.revision = revision;
             }
         }
-        Ok(TxnResponse {
-            succeeded,
-            revision,
-            responses,
-        })
+        Ok((
+            TxnResponse {
+                succeeded,
+                revision,
+                responses,
+            },
+            revision != current,
+        ))
     }
 
     fn events_between(&self, from: i64, to: i64, range: &KeyRange) -> Result<Vec<Event>> {
@@ -535,7 +545,8 @@ impl Inner {
             keys
         };
         // The tables are closed again here: apply_in opens them itself.
-        let resp = Self::apply_in(&wtx, &Txn::new().and_then(keys.into_iter().map(Op::delete)))?;
+        let (resp, _) =
+            Self::apply_in(&wtx, &Txn::new().and_then(keys.into_iter().map(Op::delete)))?;
         wtx.commit().map_err(unavailable)?;
         self.revision_tx.send_if_modified(|r| {
             if resp.revision > *r {

@@ -1,8 +1,15 @@
 //! The runservice: owner of runs, run configs, executors, executor tasks, run events, logs, workspace archives and caches, and home of the task scheduler (spec 20).
 //!
-//! What this crate serves today: its gRPC endpoint with `grpc.health.v1` and reflection, behind
-//! internal authentication. Its domain API is not served yet; it arrives with the issue that
-//! builds it, so nothing here answers a call it cannot really handle.
+//! Built so far: the domain as pure functions, table-tested: run creation and re-creation
+//! ([`create`]), the task DAG ([`dag`]) and the task scheduler ([`scheduler`]). Served so far:
+//! its gRPC endpoint with `grpc.health.v1` and reflection, behind internal authentication; the
+//! RunService and executor stream APIs are not served yet, so nothing answers a call it cannot
+//! really handle. See `OVERVIEW.md`.
+
+pub mod create;
+pub mod dag;
+pub mod scheduler;
+pub mod types;
 
 use std::net::SocketAddr;
 

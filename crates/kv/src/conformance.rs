@@ -273,6 +273,37 @@ pub async fn compaction_errors(kv: Arc<dyn Kv>, _b: Arc<dyn Kv>) {
     ));
 }
 
+/// Compactor passes: the first pass only records, the next compacts to the first's revision,
+/// a concurrent pass from another client loses. Compacts the whole store (own store only).
+pub async fn compactor_passes(a: Arc<dyn Kv>, b: Arc<dyn Kv>) {
+    use crate::compactor::compact_pass;
+    let r1 = a.put("x/1", b"1".to_vec()).await.expect("put");
+    assert_eq!(
+        compact_pass(a.as_ref(), "compactkey").await.expect("pass"),
+        None
+    );
+    let r2 = a.put("x/2", b"2".to_vec()).await.expect("put");
+    let compacted = compact_pass(b.as_ref(), "compactkey")
+        .await
+        .expect("pass")
+        .expect("second pass compacts");
+    assert!(
+        compacted >= r1 && compacted < r2,
+        "{compacted} in [{r1}, {r2})"
+    );
+    // History since the previous pass is kept.
+    let mut s = a
+        .watch(KeyRange::Prefix("x/".into()), r2)
+        .await
+        .expect("history since the previous pass is kept");
+    let resp = tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("ok");
+    assert_eq!(resp.events[0].kv.key, "x/2");
+}
+
 pub async fn lease_expiry_deletes_keys(a: Arc<dyn Kv>, b: Arc<dyn Kv>) {
     let lease = a.grant(Duration::from_secs(1)).await.expect("grant");
     let mut watch = b

@@ -10,6 +10,7 @@
 //! on leases) and [`changegroup`] (named optimistic-concurrency tokens).
 
 pub mod changegroup;
+pub mod compactor;
 pub mod embedded;
 mod error;
 pub mod etcd;

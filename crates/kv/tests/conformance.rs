@@ -61,7 +61,9 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let var = if stringify!($case) == "compaction_errors" {
+                    let var = if stringify!($case) == "compaction_errors"
+                        || stringify!($case) == "compactor_passes"
+                    {
                         "AGOLA_TEST_ETCD_COMPACT_ENDPOINTS"
                     } else {
                         "AGOLA_TEST_ETCD_ENDPOINTS"
@@ -80,6 +82,7 @@ conformance!(
     txn_compares_and_cas_conflicts,
     watch_ordering_and_resumption,
     compaction_errors,
+    compactor_passes,
     lease_expiry_deletes_keys,
     lock_exclusivity,
     change_group_tokens,

@@ -9,6 +9,7 @@
 pub mod create;
 pub mod dag;
 pub mod scheduler;
+pub mod store;
 pub mod types;
 
 use std::net::SocketAddr;

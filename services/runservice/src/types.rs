@@ -396,3 +396,15 @@ impl Default for ExecutorTaskStepStatus {
         Self::new()
     }
 }
+
+/// An event on every change of a run's phase or result (spec 10 §8, 20 §10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEvent {
+    /// A `runeventsequence` value: events sort by it.
+    pub sequence: String,
+    pub run_id: String,
+    pub group: String,
+    pub phase: RunPhase,
+    pub result: RunResult,
+    pub time: Time,
+}

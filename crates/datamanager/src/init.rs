@@ -61,9 +61,42 @@ impl DataManager {
             }
         }
         let revision = self.init_changes().await?;
+        self.check_not_in_maintenance().await.ok();
+        let this = self.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { this.maintenance_watch(stop).await });
         let this = self.clone();
         tokio::spawn(async move { this.watch_loop(revision, shutdown).await });
         Ok(())
+    }
+
+    /// Keeps the maintenance flag in step with the `maintenance` key.
+    async fn maintenance_watch(&self, shutdown: Shutdown) {
+        let mut stop = Box::pin(shutdown.wait());
+        loop {
+            let stream = self
+                .inner
+                .kv
+                .watch(agola_kv::KeyRange::Key(paths::MAINTENANCE.to_owned()), 0)
+                .await;
+            // Re-read after (re)subscribing so a change between two watches is not missed.
+            let _ = self.check_not_in_maintenance().await;
+            if let Ok(mut stream) = stream {
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        ev = stream.next() => match ev {
+                            Some(Ok(_)) => { let _ = self.check_not_in_maintenance().await; }
+                            _ => break,
+                        },
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
     }
 
     async fn init_locked(&self) -> Result<()> {
@@ -245,6 +278,13 @@ impl DataManager {
                 }
             }
         })
+    }
+
+    /// Whether this instance sees the store in maintenance mode.
+    pub fn in_maintenance(&self) -> bool {
+        self.inner
+            .maintenance
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Enters maintenance mode (BadRequest when already in it).

@@ -113,6 +113,8 @@ pub(crate) struct Inner {
     /// Wakes the sync loop after a write.
     pub(crate) sync_now: Notify,
     pub(crate) index_cache: std::sync::Mutex<read::IndexCache>,
+    /// Mirrors the `maintenance` key, kept by a watch (see `init`).
+    pub(crate) maintenance: std::sync::atomic::AtomicBool,
     /// Serializes this instance's commits (see `write::commit_wal`).
     pub(crate) commit_lock: tokio::sync::Mutex<()>,
 }
@@ -136,6 +138,7 @@ impl DataManager {
                 sync_now: Notify::new(),
                 index_cache: std::sync::Mutex::new(read::IndexCache::new(64)),
                 commit_lock: tokio::sync::Mutex::new(()),
+                maintenance: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }

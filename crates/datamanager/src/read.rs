@@ -129,6 +129,7 @@ impl DataManager {
         id: &str,
         groups: &[String],
     ) -> Result<(Vec<u8>, ChangeGroupsUpdateToken)> {
+        self.check_not_in_maintenance_cached()?;
         let not_exist = || Error::NotExist {
             data_type: data_type.to_owned(),
             id: id.to_owned(),
@@ -190,6 +191,7 @@ impl DataManager {
         data_type: &str,
         groups: &[String],
     ) -> Result<(Vec<(String, Vec<u8>)>, ChangeGroupsUpdateToken)> {
+        self.check_not_in_maintenance_cached()?;
         let (overlay, status, token) = {
             let changes = self.inner.changes.read().await;
             if !changes.initialized {

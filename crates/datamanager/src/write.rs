@@ -216,8 +216,28 @@ impl DataManager {
         }
     }
 
+    /// Unavailable while the store is in maintenance mode (only maintenance, export and import
+    /// are served then). Reads the key itself, so it is right even before the watch started.
     pub(crate) async fn check_not_in_maintenance(&self) -> Result<()> {
-        if self.inner.kv.get(paths::MAINTENANCE).await?.is_some() {
+        let on = self.inner.kv.get(paths::MAINTENANCE).await?.is_some();
+        self.inner
+            .maintenance
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+        if on {
+            return Err(Error::Unavailable(
+                "the store is in maintenance mode".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cheap check of the read path: the flag kept by the maintenance watch.
+    pub(crate) fn check_not_in_maintenance_cached(&self) -> Result<()> {
+        if self
+            .inner
+            .maintenance
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
             return Err(Error::Unavailable(
                 "the store is in maintenance mode".to_owned(),
             ));

@@ -129,11 +129,24 @@ impl DataManager {
         id: &str,
         groups: &[String],
     ) -> Result<(Vec<u8>, ChangeGroupsUpdateToken)> {
+        match self.get(data_type, id, groups).await? {
+            (Some(data), token) => Ok((data, token)),
+            (None, _) => Err(Error::NotExist {
+                data_type: data_type.to_owned(),
+                id: id.to_owned(),
+            }),
+        }
+    }
+
+    /// Like [`Self::read`], but absence is a value: the token is taken at the same point
+    /// either way, so "create if absent" can be guarded by it.
+    pub async fn get(
+        &self,
+        data_type: &str,
+        id: &str,
+        groups: &[String],
+    ) -> Result<(Option<Vec<u8>>, ChangeGroupsUpdateToken)> {
         self.check_not_in_maintenance_cached()?;
-        let not_exist = || Error::NotExist {
-            data_type: data_type.to_owned(),
-            id: id.to_owned(),
-        };
         let (change, status, token) = {
             let changes = self.inner.changes.read().await;
             if !changes.initialized {
@@ -152,20 +165,20 @@ impl DataManager {
             )
         };
         if let Some(change) = change {
-            return change.data.map(|d| (d, token)).ok_or_else(not_exist);
+            return Ok((change.data, token));
         }
         let Some(status) = status else {
-            return Err(not_exist());
+            return Ok((None, token));
         };
         let Some(files) = status.files.get(data_type) else {
-            return Err(not_exist());
+            return Ok((None, token));
         };
         let Some(file) = files.iter().find(|f| f.last_entry_id.as_str() >= id) else {
-            return Err(not_exist());
+            return Ok((None, token));
         };
         let index = self.load_index(data_type, &file.id).await?;
         let Some(offset) = index.index.get(id).copied() else {
-            return Err(not_exist());
+            return Ok((None, token));
         };
         let path = self.inner.paths.data_file(data_type, &file.id);
         let reader = self.inner.ost.read_range(&path, offset, None).await?;
@@ -181,7 +194,7 @@ impl DataManager {
                 entry.id
             )));
         }
-        Ok((entry.data, token))
+        Ok((Some(entry.data), token))
     }
 
     /// Every entry of `data_type` in id order, with a token for `groups` taken at the same
@@ -421,32 +434,43 @@ impl DataManager {
         }
     }
 
+    /// Applies one watch response. Everything it needs (payloads, statuses) is loaded first,
+    /// then every change is applied under one write lock, so a reader never sees a change
+    /// group moved without the WAL that moved it (a token would then pass a stale check).
     async fn apply_events(&self, events: Vec<agola_kv::Event>) -> Result<i64> {
+        enum Update {
+            ApplyWal(String, Vec<model::Action>),
+            RemoveWal(String),
+            Group(String, Option<i64>),
+            Status(Arc<DataStatus>),
+        }
+        let mut updates = Vec::new();
         let mut max_rev = 0;
+        // Phase 1: IO, without the lock.
+        let mut pending_wals: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut status_cover: Option<Arc<DataStatus>> =
+            self.inner.changes.read().await.status.clone();
         for ev in events {
             max_rev = max_rev.max(ev.kv.mod_revision);
             let key = ev.kv.key.as_str();
             if let Some(seq) = key.strip_prefix(paths::WALS) {
                 match ev.kind {
                     EventKind::Put => {
-                        let header: WalHeader = from_json("wal header", &ev.kv.value)?;
                         // Applied once, when it first appears (committed, or committed_storage
                         // when re-inserted by a recovery); later status changes are ignored.
-                        let known = self.inner.changes.read().await.wals.contains_key(seq);
+                        let known = self.inner.changes.read().await.wals.contains_key(seq)
+                            || pending_wals.contains(seq);
                         if !known {
+                            let header: WalHeader = from_json("wal header", &ev.kv.value)?;
                             let actions = self.read_payload(&header.wal_data_file_id).await?;
-                            self.inner.changes.write().await.apply_wal(seq, actions);
+                            pending_wals.insert(seq.to_owned());
+                            updates.push(Update::ApplyWal(seq.to_owned(), actions));
                         }
                     }
                     EventKind::Delete => {
-                        // Before forgetting the WAL, make sure the cached status covers it so
-                        // no change becomes invisible.
-                        let covered = self
-                            .inner
-                            .changes
-                            .read()
-                            .await
-                            .status
+                        // Before forgetting the WAL, make sure the status covers it so no
+                        // change becomes invisible.
+                        let covered = status_cover
                             .as_ref()
                             .is_some_and(|s| s.wal_sequence.as_str() >= seq);
                         if !covered {
@@ -459,33 +483,44 @@ impl DataManager {
                                     "wal {seq} removed from kv but no checkpoint covers it"
                                 )));
                             }
-                            self.inner.changes.write().await.status = status;
+                            if let Some(st) = status {
+                                status_cover = Some(st.clone());
+                                updates.push(Update::Status(st));
+                            }
                         }
-                        self.inner.changes.write().await.remove_wal(seq);
+                        updates.push(Update::RemoveWal(seq.to_owned()));
                     }
                 }
             } else if let Some(name) = key.strip_prefix(paths::CHANGE_GROUPS) {
-                let mut changes = self.inner.changes.write().await;
-                match ev.kind {
-                    EventKind::Put => {
-                        changes
-                            .change_groups
-                            .insert(name.to_owned(), ev.kv.mod_revision);
-                    }
-                    EventKind::Delete => {
-                        changes.change_groups.remove(name);
-                    }
-                }
+                updates.push(Update::Group(
+                    name.to_owned(),
+                    (ev.kind == EventKind::Put).then_some(ev.kv.mod_revision),
+                ));
             } else if key == paths::LAST_DATA_STATUS && ev.kind == EventKind::Put {
                 let seq = String::from_utf8_lossy(&ev.kv.value).into_owned();
                 let status = Arc::new(self.load_status(&seq).await?);
-                self.inner.changes.write().await.status = Some(status);
+                status_cover = Some(status.clone());
+                updates.push(Update::Status(status));
             } else if key == paths::WALS_DATA && ev.kind == EventKind::Delete {
                 // The KV store was wiped or re-initialized: start over.
                 return Err(Error::Unavailable("walsdata deleted".to_owned()));
             }
         }
+        // Phase 2: apply atomically.
         let mut changes = self.inner.changes.write().await;
+        for u in updates {
+            match u {
+                Update::ApplyWal(seq, actions) => changes.apply_wal(&seq, actions),
+                Update::RemoveWal(seq) => changes.remove_wal(&seq),
+                Update::Group(name, Some(rev)) => {
+                    changes.change_groups.insert(name, rev);
+                }
+                Update::Group(name, None) => {
+                    changes.change_groups.remove(&name);
+                }
+                Update::Status(st) => changes.status = Some(st),
+            }
+        }
         changes.revision = changes.revision.max(max_rev);
         let rev = changes.revision;
         drop(changes);

@@ -115,6 +115,8 @@ pub(crate) struct Inner {
     pub(crate) index_cache: std::sync::Mutex<read::IndexCache>,
     /// Mirrors the `maintenance` key, kept by a watch (see `init`).
     pub(crate) maintenance: std::sync::atomic::AtomicBool,
+    /// Writers waiting for the commit leader (see `write::commit_wal`).
+    pub(crate) commit_queue: std::sync::Mutex<Vec<write::CommitRequest>>,
     /// Serializes this instance's commits (see `write::commit_wal`).
     pub(crate) commit_lock: tokio::sync::Mutex<()>,
 }
@@ -138,6 +140,7 @@ impl DataManager {
                 sync_now: Notify::new(),
                 index_cache: std::sync::Mutex::new(read::IndexCache::new(64)),
                 commit_lock: tokio::sync::Mutex::new(()),
+                commit_queue: std::sync::Mutex::new(Vec::new()),
                 maintenance: std::sync::atomic::AtomicBool::new(false),
             }),
         }

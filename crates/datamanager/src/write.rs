@@ -13,6 +13,34 @@ use crate::model::{
 use crate::paths;
 use crate::{ChangeGroupsUpdateToken, DataManager, Error, Result};
 
+/// A writer's WAL record waiting for the commit leader.
+pub(crate) struct CommitRequest {
+    data_id: String,
+    token: ChangeGroupsUpdateToken,
+    extra_compares: Vec<Compare>,
+    extra_ops: Vec<Op>,
+    reply: tokio::sync::oneshot::Sender<Result<(ChangeGroupsUpdateToken, i64)>>,
+}
+
+/// Why a batch did not commit.
+enum BatchError {
+    /// A change-group or extra compare failed.
+    Guard,
+    Other(Error),
+}
+
+impl From<Error> for BatchError {
+    fn from(e: Error) -> Self {
+        BatchError::Other(e)
+    }
+}
+
+impl From<agola_kv::Error> for BatchError {
+    fn from(e: agola_kv::Error) -> Self {
+        BatchError::Other(e.into())
+    }
+}
+
 /// How long a writer retries when only unrelated writers moved `walsdata`.
 const WRITE_RETRY_FOR: Duration = Duration::from_secs(10);
 /// How long a writer waits for its own WAL to be visible to this instance's reads.
@@ -80,6 +108,11 @@ impl DataManager {
         }
     }
 
+    /// Commits one WAL record. Writers of this instance take turns through a leader: the
+    /// writer holding the commit lock drains every waiting request and commits the ones that
+    /// can share a KV txn (no extra compares, disjoint change groups) as one **group commit**;
+    /// the others, or a group whose txn failed on a guard, are committed one by one so each
+    /// writer gets its own answer. Writers of other instances still race, and retry.
     async fn commit_wal(
         &self,
         data_id: &str,
@@ -88,12 +121,107 @@ impl DataManager {
         extra_ops: &[Op],
     ) -> Result<(ChangeGroupsUpdateToken, i64)> {
         let inner = &self.inner;
+        let (reply_tx, mut reply_rx) = tokio::sync::oneshot::channel();
+        let request = CommitRequest {
+            data_id: data_id.to_owned(),
+            token: token.clone(),
+            extra_compares: extra_compares.to_vec(),
+            extra_ops: extra_ops.to_vec(),
+            reply: reply_tx,
+        };
+        if let Ok(mut q) = inner.commit_queue.lock() {
+            q.push(request);
+        } else {
+            return Err(Error::Unavailable("commit queue poisoned".to_owned()));
+        }
+        let turn = tokio::select! {
+            r = &mut reply_rx => {
+                return r.unwrap_or_else(|_| Err(Error::Unavailable("commit leader vanished".into())));
+            }
+            t = inner.commit_lock.lock() => t,
+        };
+        // A previous leader may have committed this request while we waited for the lock.
+        if let Ok(r) = reply_rx.try_recv() {
+            return r;
+        }
+        let requests = inner
+            .commit_queue
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .map_err(|_| Error::Unavailable("commit queue poisoned".to_owned()))?;
+        self.lead_commits(requests).await;
+        drop(turn);
+        reply_rx
+            .await
+            .unwrap_or_else(|_| Err(Error::Unavailable("commit reply lost".to_owned())))
+    }
+
+    /// Commits `requests` (the leader's turn) and answers each of them.
+    async fn lead_commits(&self, requests: Vec<CommitRequest>) {
+        // Partition: a group of requests without extras and with disjoint change groups.
+        let mut group = Vec::new();
+        let mut alone = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for r in requests {
+            let names: Vec<&String> = r.token.change_groups_revisions.keys().collect();
+            let disjoint = names.iter().all(|n| !seen.contains(*n));
+            if r.extra_compares.is_empty() && r.extra_ops.is_empty() && disjoint {
+                seen.extend(names.into_iter().cloned());
+                group.push(r);
+            } else {
+                alone.push(r);
+            }
+        }
+        if group.len() > 1 {
+            match self.commit_batch(&group).await {
+                Ok(results) => {
+                    for (r, res) in group.into_iter().zip(results) {
+                        let _ = r.reply.send(Ok(res));
+                    }
+                }
+                // A guard of one of them failed: find out which, one by one.
+                Err(BatchError::Guard) => alone.extend(group),
+                Err(BatchError::Other(e)) => {
+                    let msg = e.to_string();
+                    for r in group {
+                        let _ = r.reply.send(Err(Error::Unavailable(msg.clone())));
+                    }
+                }
+            }
+        } else {
+            alone.extend(group);
+        }
+        for r in alone {
+            let res = match self.commit_batch(std::slice::from_ref(&r)).await {
+                Ok(mut v) => v
+                    .pop()
+                    .ok_or_else(|| Error::Unavailable("empty commit".into())),
+                Err(BatchError::Guard) => Err(Error::Concurrency(
+                    "the data changed since it was read (change group or compare failed)"
+                        .to_owned(),
+                )),
+                Err(BatchError::Other(e)) => Err(e),
+            };
+            let _ = r.reply.send(res);
+        }
+    }
+
+    /// One KV txn committing a WAL record per request, in order, each naming the previous one.
+    async fn commit_batch(
+        &self,
+        requests: &[CommitRequest],
+    ) -> Result<Vec<(ChangeGroupsUpdateToken, i64)>, BatchError> {
+        let inner = &self.inner;
         let kv = inner.kv.as_ref();
-        let (guard_compares, guard_ops) = inner.cg.guard(token);
+        let mut guard_compares = Vec::new();
+        let mut guard_ops = Vec::new();
+        for r in requests {
+            let (c, o) = inner.cg.guard(&r.token);
+            guard_compares.extend(c);
+            guard_compares.extend(r.extra_compares.iter().cloned());
+            guard_ops.extend(o);
+        }
         let mut backoff = Backoff::new(WRITE_RETRY_FOR);
-        // Writers of this instance take turns: they would only make each other's CAS on
-        // `walsdata` fail and back off. Writers of other instances still race, and retry.
-        let _turn = inner.commit_lock.lock().await;
         loop {
             // The sequence increment rides in the commit txn itself (compare-and-put of
             // `walseq`), so a write costs one KV commit instead of two.
@@ -111,17 +239,14 @@ impl DataManager {
                     )
                 })?;
             let data: WalsData = from_json("walsdata", &walsdata.value)?;
-            let (seq, walseq_compare) = match &walseq {
+            let (mut seq, walseq_compare) = match &walseq {
                 Some(cur) => {
                     let cur_seq: Sequence = std::str::from_utf8(&cur.value)
                         .ok()
                         .and_then(|s| s.parse().ok())
                         .ok_or_else(|| Error::Corrupted("walseq is not a sequence".into()))?;
                     (
-                        Sequence {
-                            epoch: cur_seq.epoch,
-                            counter: cur_seq.counter + 1,
-                        },
+                        cur_seq,
                         Compare::mod_revision(paths::WAL_SEQ, CompareOp::Equal, cur.mod_revision),
                     )
                 }
@@ -131,73 +256,76 @@ impl DataManager {
                             .duration_since(UNIX_EPOCH)
                             .map(|d| d.as_secs())
                             .unwrap_or(0),
-                        counter: 1,
+                        counter: 0,
                     },
                     Compare::absent(paths::WAL_SEQ),
                 ),
             };
-            let seq = seq.to_string();
-            if seq <= data.last_committed_wal_sequence {
-                // Committed sequences must strictly increase in commit order; a sequence key
-                // behind the last commit (never expected) is a corruption, not a retry.
-                return Err(Error::Corrupted(format!(
-                    "walseq {seq} is not after the last committed wal {}",
-                    data.last_committed_wal_sequence
-                )));
-            }
-            let header = WalHeader {
-                wal_data_file_id: data_id.to_owned(),
-                wal_status: WalStatus::Committed,
-                wal_sequence: seq.clone(),
-                previous_wal_sequence: data.last_committed_wal_sequence.clone(),
-            };
             let mut compares = guard_compares.clone();
-            compares.extend(extra_compares.iter().cloned());
             compares.push(walseq_compare);
             compares.push(Compare::mod_revision(
                 paths::WALS_DATA,
                 CompareOp::Equal,
                 walsdata.mod_revision,
             ));
-            compares.push(Compare::absent(paths::wal_key(&seq)));
             let mut ops = guard_ops.clone();
-            ops.push(Op::put(paths::WAL_SEQ, seq.clone().into_bytes()));
+            let mut prev = data.last_committed_wal_sequence.clone();
+            for r in requests {
+                seq.counter += 1;
+                let seq_str = seq.to_string();
+                if seq_str <= prev {
+                    // Committed sequences must strictly increase in commit order; a sequence
+                    // key behind the last commit (never expected) is corruption, not a retry.
+                    return Err(Error::Corrupted(format!(
+                        "walseq {seq_str} is not after the last committed wal {prev}"
+                    ))
+                    .into());
+                }
+                let header = WalHeader {
+                    wal_data_file_id: r.data_id.clone(),
+                    wal_status: WalStatus::Committed,
+                    wal_sequence: seq_str.clone(),
+                    previous_wal_sequence: prev.clone(),
+                };
+                compares.push(Compare::absent(paths::wal_key(&seq_str)));
+                ops.push(Op::put(paths::wal_key(&seq_str), to_json(&header)?));
+                ops.extend(r.extra_ops.iter().cloned());
+                prev = seq_str;
+            }
+            ops.push(Op::put(paths::WAL_SEQ, prev.clone().into_bytes()));
             ops.push(Op::put(
                 paths::WALS_DATA,
                 to_json(&WalsData {
-                    last_committed_wal_sequence: seq.clone(),
+                    last_committed_wal_sequence: prev.clone(),
                 })?,
             ));
-            ops.push(Op::put(paths::wal_key(&seq), to_json(&header)?));
-            ops.extend(extra_ops.iter().cloned());
-            // On failure, read back what the guard compared so the cause is classified
+            // On failure, read back what the guards compared so the cause is classified
             // without another round trip.
             let else_ops = guard_compares
                 .iter()
-                .chain(extra_compares)
                 .map(|c| Op::Range(RangeRequest::key(c.key.clone())));
             let resp = kv
                 .txn(Txn::new().when(compares).and_then(ops).or_else(else_ops))
                 .await?;
             if resp.succeeded {
-                return Ok((inner.cg.next_token(token, &resp), resp.revision));
+                return Ok(requests
+                    .iter()
+                    .map(|r| (inner.cg.next_token(&r.token, &resp), resp.revision))
+                    .collect());
             }
             let guard_failed = guard_compares
                 .iter()
-                .chain(extra_compares)
                 .enumerate()
                 .any(|(i, c)| !c.matches(resp.range(i).and_then(|r| r.kvs.first())));
             if guard_failed {
-                return Err(Error::Concurrency(
-                    "the data changed since it was read (change group or compare failed)"
-                        .to_owned(),
-                ));
+                return Err(BatchError::Guard);
             }
             // Only the sequence or walsdata moved: another instance committed first. Retry.
             if !backoff.wait().await {
                 return Err(Error::Concurrency(
                     "too many concurrent writers: gave up after 10 s".to_owned(),
-                ));
+                )
+                .into());
             }
         }
     }

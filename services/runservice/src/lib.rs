@@ -8,6 +8,7 @@
 
 pub mod create;
 pub mod dag;
+pub mod executors;
 pub mod runs;
 pub mod scheduler;
 pub mod store;

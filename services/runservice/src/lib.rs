@@ -6,6 +6,7 @@
 //! RunService and executor stream APIs are not served yet, so nothing answers a call it cannot
 //! really handle. See `OVERVIEW.md`.
 
+pub mod convert;
 pub mod create;
 pub mod dag;
 pub mod executors;

@@ -90,11 +90,19 @@ where
 pub struct TestCluster {
     running: Option<Running>,
     addrs: BTreeMap<Component, SocketAddr>,
+    /// The cluster's data dir (embedded KV, posix object storage), removed on drop.
+    data_dir: tempfile::TempDir,
 }
 
 impl TestCluster {
-    /// Starts `components` with `config` (its listen addresses are ignored).
-    pub async fn start(config: Config, components: BTreeSet<Component>) -> anyhow::Result<Self> {
+    /// Starts `components` with `config` (its listen addresses are ignored; its data dir is
+    /// replaced by a fresh temporary one).
+    pub async fn start(
+        mut config: Config,
+        components: BTreeSet<Component>,
+    ) -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir().context("creating the cluster data dir")?;
+        config.data_dir = data_dir.path().to_owned();
         let mut listeners = BTreeMap::new();
         let mut addrs = BTreeMap::new();
         for c in components {
@@ -108,6 +116,7 @@ impl TestCluster {
         Ok(TestCluster {
             running: Some(running),
             addrs,
+            data_dir,
         })
     }
 
@@ -117,6 +126,10 @@ impl TestCluster {
 
     pub fn url(&self, c: Component) -> String {
         format!("http://{}", self.addr(c))
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
     }
 
     pub fn components(&self) -> impl Iterator<Item = Component> + '_ {

@@ -94,6 +94,11 @@ fn component_future(
         Component::Runservice => {
             let mut cfg = config.runservice.clone();
             cfg.internal_token = token;
+            cfg.data_dir.clone_from(&config.data_dir);
+            cfg.kv = cfg.kv.or_else(|| Some(config.kv.clone()));
+            cfg.object_storage = cfg
+                .object_storage
+                .or_else(|| Some(config.object_storage.clone()));
             Box::pin(async move { Ok(agola_runservice::serve(cfg, listener, shutdown).await?) })
         }
         Component::Executor => {

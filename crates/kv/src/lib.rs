@@ -249,6 +249,31 @@ pub(crate) fn ttl_secs(ttl: Duration) -> Result<i64> {
     i64::try_from(secs).map_err(|_| Error::InvalidArgument("lease ttl too large".to_owned()))
 }
 
+/// Opens the KV store a service's config selects, inside the service's namespace: the
+/// embedded store at `<path or dataDir/kv>/<service>.redb` (one file per service, since the
+/// embedded store is single-process), or etcd under `<prefix><service>/`.
+pub async fn open(
+    config: &agola_common::config::KvConfig,
+    data_dir: &std::path::Path,
+    service: &str,
+) -> Result<Arc<dyn Kv>> {
+    use agola_common::config::KvConfig;
+    match config {
+        KvConfig::Embedded { path } => {
+            let dir = path.clone().unwrap_or_else(|| data_dir.join("kv"));
+            let kv = embedded::EmbeddedKv::open(dir.join(format!("{service}.redb"))).await?;
+            Ok(Arc::new(kv))
+        }
+        KvConfig::Etcd { endpoints, prefix } => {
+            let kv = etcd::EtcdKv::connect(endpoints).await?;
+            Ok(Arc::new(Prefixed::new(
+                Arc::new(kv),
+                format!("{prefix}{service}/"),
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

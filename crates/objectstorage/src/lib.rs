@@ -112,3 +112,41 @@ pub trait ObjectStorage: Send + Sync {
         Ok(out)
     }
 }
+
+/// Opens the object storage a config selects: posix under `<path or dataDir/ost>`, or S3.
+pub async fn open(
+    config: &agola_common::config::ObjectStorageConfig,
+    data_dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn ObjectStorage>> {
+    use agola_common::config::ObjectStorageConfig;
+    Ok(match config {
+        ObjectStorageConfig::Posix { path } => std::sync::Arc::new(Posix::new(
+            path.clone().unwrap_or_else(|| data_dir.join("ost")),
+        )?),
+        ObjectStorageConfig::S3 {
+            endpoint,
+            bucket,
+            location,
+            access_key,
+            secret_access_key,
+            disable_tls,
+            path_style,
+        } => std::sync::Arc::new(
+            S3::new(S3Config {
+                endpoint: endpoint.clone(),
+                bucket: bucket.clone(),
+                region: if location.is_empty() {
+                    "us-east-1".to_owned()
+                } else {
+                    location.clone()
+                },
+                access_key: access_key.clone(),
+                secret_access_key: secret_access_key.clone(),
+                path_style: *path_style,
+                disable_tls: *disable_tls,
+                ..S3Config::default()
+            })
+            .await?,
+        ),
+    })
+}

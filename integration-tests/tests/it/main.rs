@@ -1,4 +1,5 @@
 //! End-to-end tests: one test binary with modules, to keep link time down.
 
 mod infra;
+mod runservice;
 mod serve;

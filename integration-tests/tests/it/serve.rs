@@ -79,12 +79,18 @@ async fn every_component_answers_health_and_reflection() {
             "{}: {services:?}",
             c.name()
         );
-        if c == Component::Gateway {
-            assert!(
-                services
-                    .iter()
-                    .any(|s| s == "agola.gateway.v1.VersionService"),
-                "{services:?}"
+        let served = match c {
+            Component::Gateway => Some("agola.gateway.v1.VersionService"),
+            Component::Runservice => Some("agola.runservice.v1.ExecutorControlService"),
+            _ => None,
+        };
+        if let Some(name) = served {
+            assert!(services.iter().any(|s| s == name), "{services:?}");
+            assert_eq!(
+                services.iter().filter(|s| s.starts_with("agola.")).count(),
+                1,
+                "{}: lists only what it serves: {services:?}",
+                c.name()
             );
         } else {
             // Components list only what they really serve: no domain API is served yet.

@@ -222,6 +222,15 @@ impl Hub {
             .await;
     }
 
+    /// Tells every executor connected here that an ET is gone; executors ignore ids they do
+    /// not run (a delete event does not say which executor had it).
+    pub async fn broadcast_removed(&self, task_id: &str) {
+        let ids: Vec<String> = self.connections.lock().await.keys().cloned().collect();
+        for id in ids {
+            self.send(&id, Down::TaskRemoved(task_id.to_owned())).await;
+        }
+    }
+
     /// Sends the executor every ET assigned to it.
     pub async fn sync_tasks(&self, executor_id: &str, now: Time) -> Result<()> {
         let mut tasks = Vec::new();

@@ -130,6 +130,21 @@ impl Store {
         }
     }
 
+    /// The live run, its revision, and the store revision the read happened at (ETs are read
+    /// at that revision, so run and ETs form one consistent snapshot).
+    pub async fn get_run_snapshot(&self, id: &str) -> Result<Option<(Run, i64, i64)>> {
+        let key = format!("{RUNS}{id}");
+        let resp = self.kv.range(RangeRequest::key(key.as_str())).await?;
+        match resp.kvs.first() {
+            Some(kv) => Ok(Some((
+                decode(&key, &kv.value)?,
+                kv.mod_revision,
+                resp.revision,
+            ))),
+            None => Ok(None),
+        }
+    }
+
     /// Every live run.
     pub async fn list_runs(&self) -> Result<Vec<(Run, i64)>> {
         let resp = self.kv.get_prefix(RUNS, 200).await?;
@@ -178,8 +193,8 @@ impl Store {
         Ok(event)
     }
 
-    /// The ETs of `run`'s tasks, finished ones included, read at `revision` (the revision the
-    /// run was read at) in txns of at most 10 keys.
+    /// The ETs of `run`'s tasks, finished ones included, read at `revision` (the store
+    /// revision the run was read at, not the run's mod revision) in txns of at most 10 keys.
     pub async fn run_executor_tasks(
         &self,
         run: &Run,
@@ -312,10 +327,10 @@ impl Store {
         now: Time,
         alive_timeout: Duration,
     ) -> Result<ScheduleOutcome> {
-        let Some((run, revision)) = self.get_run(run_id).await? else {
+        let Some((run, revision, read_revision)) = self.get_run_snapshot(run_id).await? else {
             return Err(StoreError::NotFound(format!("run {run_id}")));
         };
-        let ets = self.run_executor_tasks(&run, revision).await?;
+        let ets = self.run_executor_tasks(&run, read_revision).await?;
         let executors = self.list_executors().await?;
         let mut load: BTreeMap<String, u32> = BTreeMap::new();
         for (et, _) in self.list_executor_tasks().await? {

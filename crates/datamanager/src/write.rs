@@ -158,21 +158,43 @@ impl DataManager {
 
     /// Commits `requests` (the leader's turn) and answers each of them.
     async fn lead_commits(&self, requests: Vec<CommitRequest>) {
-        // Partition: a group of requests without extras and with disjoint change groups.
-        let mut group = Vec::new();
+        // etcd refuses txns with more than 128 compares or ops (--max-txn-ops): groups stay
+        // under that, with room for the sequence keys.
+        const MAX_OPS: usize = 120;
+        // Partition into groups of requests without extras, with disjoint change groups, each
+        // small enough for one txn; the others go alone.
+        let mut groups: Vec<Vec<CommitRequest>> = Vec::new();
         let mut alone = Vec::new();
         let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut current: Vec<CommitRequest> = Vec::new();
+        let mut ops = 0;
         for r in requests {
             let names: Vec<&String> = r.token.change_groups_revisions.keys().collect();
-            let disjoint = names.iter().all(|n| !seen.contains(*n));
-            if r.extra_compares.is_empty() && r.extra_ops.is_empty() && disjoint {
-                seen.extend(names.into_iter().cloned());
-                group.push(r);
-            } else {
+            let cost = 2 + 2 * names.len();
+            if !r.extra_compares.is_empty() || !r.extra_ops.is_empty() || cost > MAX_OPS {
                 alone.push(r);
+                continue;
             }
+            if names.iter().any(|n| seen.contains(*n)) {
+                alone.push(r);
+                continue;
+            }
+            if ops + cost > MAX_OPS {
+                groups.push(std::mem::take(&mut current));
+                ops = 0;
+            }
+            seen.extend(names.into_iter().cloned());
+            ops += cost;
+            current.push(r);
         }
-        if group.len() > 1 {
+        if !current.is_empty() {
+            groups.push(current);
+        }
+        for group in groups {
+            if group.len() == 1 {
+                alone.extend(group);
+                continue;
+            }
             match self.commit_batch(&group).await {
                 Ok(results) => {
                     for (r, res) in group.into_iter().zip(results) {
@@ -188,8 +210,6 @@ impl DataManager {
                     }
                 }
             }
-        } else {
-            alone.extend(group);
         }
         for r in alone {
             let res = match self.commit_batch(std::slice::from_ref(&r)).await {
@@ -400,45 +420,59 @@ impl DataManager {
         res
     }
 
+    /// Syncs in batches: the status files of a run of consecutive `committed` WALs are
+    /// written concurrently, then one txn marks them all `committed_storage` (each guarded by
+    /// its mod revision) and advances `lastcommittedstoragewalseq`. Order is kept: a batch
+    /// stops at the first WAL not `committed`, and a failed txn changes nothing.
     async fn sync_locked(&self) -> Result<()> {
+        // etcd refuses txns with more than 128 compares or ops (--max-txn-ops).
+        const BATCH: usize = 100;
         let inner = &self.inner;
-        for (mut header, mod_rev) in self.kv_wals().await? {
-            if header.wal_status != WalStatus::Committed {
-                continue;
+        let wals = self.kv_wals().await?;
+        let pending: Vec<(WalHeader, i64)> = wals
+            .into_iter()
+            .skip_while(|(h, _)| h.wal_status != WalStatus::Committed)
+            .take_while(|(h, _)| h.wal_status == WalStatus::Committed)
+            .collect();
+        for batch in pending.chunks(BATCH) {
+            let writes = batch.iter().map(|(header, _)| async move {
+                let status = WalStatusFile {
+                    wal_data_file_id: header.wal_data_file_id.clone(),
+                    previous_wal_sequence: header.previous_wal_sequence.clone(),
+                };
+                inner
+                    .ost
+                    .write_bytes(
+                        &inner.paths.wal_status(&header.wal_sequence),
+                        &to_json(&status)?,
+                        true,
+                    )
+                    .await
+                    .map_err(Error::from)
+            });
+            for res in futures::future::join_all(writes).await {
+                res?;
             }
-            let status = WalStatusFile {
-                wal_data_file_id: header.wal_data_file_id.clone(),
-                previous_wal_sequence: header.previous_wal_sequence.clone(),
-            };
-            inner
-                .ost
-                .write_bytes(
-                    &inner.paths.wal_status(&header.wal_sequence),
-                    &to_json(&status)?,
-                    true,
-                )
-                .await?;
-            header.wal_status = WalStatus::CommittedStorage;
-            let key = paths::wal_key(&header.wal_sequence);
-            let resp = inner
-                .kv
-                .txn(
-                    Txn::new()
-                        .when([Compare::mod_revision(
-                            key.as_str(),
-                            CompareOp::Equal,
-                            mod_rev,
-                        )])
-                        .and_then([
-                            Op::put(key.as_str(), to_json(&header)?),
-                            Op::put(
-                                paths::LAST_COMMITTED_STORAGE_WAL_SEQ,
-                                header.wal_sequence.clone().into_bytes(),
-                            ),
-                        ]),
-                )
-                .await?;
-            if !resp.succeeded {
+            let mut txn = Txn::new();
+            let mut last = String::new();
+            for (header, mod_rev) in batch {
+                let key = paths::wal_key(&header.wal_sequence);
+                let mut done = header.clone();
+                done.wal_status = WalStatus::CommittedStorage;
+                txn = txn
+                    .when([Compare::mod_revision(
+                        key.as_str(),
+                        CompareOp::Equal,
+                        *mod_rev,
+                    )])
+                    .and_then([Op::put(key.as_str(), to_json(&done)?)]);
+                last.clone_from(&header.wal_sequence);
+            }
+            txn = txn.and_then([Op::put(
+                paths::LAST_COMMITTED_STORAGE_WAL_SEQ,
+                last.into_bytes(),
+            )]);
+            if !inner.kv.txn(txn).await?.succeeded {
                 break;
             }
         }

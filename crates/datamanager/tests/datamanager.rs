@@ -337,6 +337,34 @@ async fn guarded_increments_lose_nothing(mut env: Env) {
     assert_eq!(read(&dm, "counter", "root").await.as_deref(), Some("20"));
 }
 
+/// More pending WALs than one txn may carry (etcd refuses over 128 ops): sync splits them.
+async fn sync_of_many_wals(mut env: Env) {
+    let dm = env.dm().await;
+    let mut handles = Vec::new();
+    for i in 0..150 {
+        let dm = dm.clone();
+        handles.push(tokio::spawn(async move {
+            dm.write_wal(vec![put("many", &format!("{i:03}"), "v")], None)
+                .await
+        }));
+    }
+    for h in handles {
+        h.await.expect("join").expect("write");
+    }
+    dm.sync().await.expect("sync");
+    let wals = env
+        .kv
+        .get_prefix("datamanager/wals/", 500)
+        .await
+        .expect("wals");
+    assert!(wals.kvs.iter().all(|kv| {
+        let h: serde_json::Value = serde_json::from_slice(&kv.value).expect("json");
+        h["wal_status"] != "committed"
+    }));
+    dm.checkpoint(true).await.expect("checkpoint");
+    assert_eq!(list(&dm, "many").await.len(), 150);
+}
+
 async fn wal_cleaner_keeps_n_checkpointed_only(mut env: Env) {
     let dm = env.dm().await;
     for i in 0..8 {
@@ -748,6 +776,7 @@ scenarios!(
     change_group_tokens,
     concurrent_unrelated_writers_all_succeed,
     guarded_increments_lose_nothing,
+    sync_of_many_wals,
     wal_cleaner_keeps_n_checkpointed_only,
     reads_with_pending_deletes_across_checkpoint_and_clean,
     checkpoint_split_and_merge_at_file_edges,

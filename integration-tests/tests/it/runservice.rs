@@ -1,44 +1,43 @@
-//! The runservice through gRPC with a fake executor on the Connect stream (real etcd, posix
-//! object storage): a diamond DAG runs queued → running → finished/success with logs uploaded
-//! live; a killed executor connection fails its task with a visible reason.
+//! The runservice through gRPC (real etcd, posix object storage): runs created and started
+//! through `RunService`, executed by a fake executor on the `ExecutorControlService` stream
+//! with live log upload; a diamond DAG goes queued → running → finished/success, events and
+//! logs are served; a killed executor connection fails its task with a visible reason.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use agola_common::Shutdown;
 use agola_common::config::{KvConfig, ObjectStorageConfig};
+use agola_common::grpc::GrpcChannel;
 use agola_integration_tests::infra;
 use agola_proto::common::v1 as pbc;
 use agola_proto::runservice::v1 as pb;
 use agola_proto::runservice::v1::executor_control_service_client::ExecutorControlServiceClient;
-use agola_runservice::create::CreateRunRequest;
-use agola_runservice::runs::Runs;
-use agola_runservice::store::Store;
+use agola_proto::runservice::v1::run_service_client::RunServiceClient;
 use agola_runservice::types::*;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+type Api = RunServiceClient<GrpcChannel>;
+
 struct Served {
     url: String,
-    runs: Runs,
+    api: Api,
     stop: agola_common::shutdown::ShutdownTrigger,
     _dir: tempfile::TempDir,
 }
 
-/// Serves a runservice on etcd + posix, and opens a second instance of its storage for the
-/// test (another datamanager instance on the same namespace, as a second runservice would).
+/// Serves a runservice on etcd + posix object storage and returns a RunService client.
 async fn serve(dead_timeout_secs: u64) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kv_config = KvConfig::Etcd {
-        endpoints: infra::etcd_endpoints(),
-        prefix: format!("{}/", infra::unique_name("rs")),
-    };
-    let ost_config = ObjectStorageConfig::Posix {
-        path: Some(dir.path().join("ost")),
-    };
     let config = agola_runservice::Config {
-        kv: Some(kv_config.clone()),
-        object_storage: Some(ost_config.clone()),
+        kv: Some(KvConfig::Etcd {
+            endpoints: infra::etcd_endpoints(),
+            prefix: format!("{}/", infra::unique_name("rs")),
+        }),
+        object_storage: Some(ObjectStorageConfig::Posix {
+            path: Some(dir.path().join("ost")),
+        }),
         executor_dead_timeout_secs: dead_timeout_secs,
         schedule_interval_ms: 100,
         data_dir: dir.path().to_owned(),
@@ -48,23 +47,93 @@ async fn serve(dead_timeout_secs: u64) -> Served {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, shutdown) = Shutdown::new();
     tokio::spawn(agola_runservice::serve(config, listener, shutdown));
-    let kv = agola_kv::open(&kv_config, dir.path(), "runservice")
-        .await
-        .expect("kv");
-    let ost = agola_objectstorage::open(&ost_config, dir.path())
-        .await
-        .expect("ost");
-    let dm = agola_datamanager::DataManager::new(
-        agola_datamanager::Config::new("rundata"),
-        kv.clone(),
-        ost,
-    );
-    dm.init(Shutdown::never()).await.expect("datamanager");
+    wait_ready(&url).await;
+    let api = RunServiceClient::new(agola_common::grpc::connect(&url, None).expect("channel"));
     Served {
         url,
-        runs: Runs::new(Store::new(kv), dm),
+        api,
         stop,
         _dir: dir,
+    }
+}
+
+async fn get_run(api: &mut Api, id: &str) -> pbc::Run {
+    api.get_run(pb::GetRunRequest {
+        run_id: id.to_owned(),
+        change_groups: vec![],
+    })
+    .await
+    .expect("get run")
+    .into_inner()
+    .run
+    .expect("run")
+}
+
+async fn wait_run(
+    api: &mut Api,
+    id: &str,
+    timeout: Duration,
+    pred: impl Fn(&pbc::Run) -> bool,
+) -> pbc::Run {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let run = get_run(api, id).await;
+        if pred(&run) {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} did not reach the expected state: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Creates a run through the API and starts it (as the scheduler service would).
+async fn create_and_start(api: &mut Api, tasks: &[RunConfigTask]) -> pbc::Run {
+    let created = api
+        .create_run(pb::CreateRunRequest {
+            run_config_tasks: tasks
+                .iter()
+                .map(agola_runservice::convert::run_config_task_to_pb)
+                .collect(),
+            name: "test".into(),
+            group: format!("/project/{}/branch/main", infra::unique_name("p")),
+            ..Default::default()
+        })
+        .await
+        .expect("create run")
+        .into_inner()
+        .run
+        .expect("run");
+    assert_eq!(created.phase, pbc::RunPhase::Queued as i32);
+    api.run_action(pb::RunActionRequest {
+        run_id: created.id.clone(),
+        action_type: pb::RunActionType::ChangePhase as i32,
+        phase: pbc::RunPhase::Running as i32,
+        change_groups_update_token: String::new(),
+    })
+    .await
+    .expect("start")
+    .into_inner()
+    .run
+    .expect("run")
+}
+
+async fn next_tasks(down: &mut tonic::Streaming<pb::ConnectResponse>) -> Vec<pbc::ExecutorTask> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), down.message())
+            .await
+            .expect("a message in time")
+            .expect("stream ok")
+            .expect("stream open");
+        match msg.message {
+            Some(pb::connect_response::Message::Task(t)) => return vec![t],
+            Some(pb::connect_response::Message::TaskSync(s)) if !s.tasks.is_empty() => {
+                return s.tasks;
+            }
+            _ => continue,
+        }
     }
 }
 
@@ -215,39 +284,17 @@ async fn upload_log(
     assert!(completed, "the log upload completed");
 }
 
-async fn wait_run(runs: &Runs, id: &str, timeout: Duration, pred: impl Fn(&Run) -> bool) -> Run {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (run, _) = runs.get_run(id).await.expect("get run");
-        if pred(&run) {
-            return run;
-        }
-        if Instant::now() >= deadline {
-            let ets = runs.store().list_executor_tasks().await.expect("ets");
-            panic!(
-                "run {id} did not reach the expected state: {:?} {:?} {:?}; tasks {:?}; ets {:?}",
-                run.phase,
-                run.result,
-                run.tasks.values().map(|t| t.status).collect::<Vec<_>>(),
-                run.tasks
-                    .values()
-                    .map(|t| (
-                        t.setup_step.log_phase,
-                        t.steps.iter().map(|s| s.log_phase).collect::<Vec<_>>()
-                    ))
-                    .collect::<Vec<_>>(),
-                ets.iter()
-                    .map(|(e, _)| (e.id.clone(), e.status.phase))
-                    .collect::<Vec<_>>()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diamond_dag_runs_to_success_through_the_executor_stream() {
-    let s = serve(60).await;
+    let mut s = serve(60).await;
+    let mut events = s
+        .api
+        .watch_run_events(pb::WatchRunEventsRequest {
+            after_sequence: String::new(),
+        })
+        .await
+        .expect("watch events")
+        .into_inner();
     let a = task("a", &[]);
     let b = task("b", &[&a.id]);
     let c = task("c", &[&a.id]);
@@ -256,30 +303,13 @@ async fn diamond_dag_runs_to_success_through_the_executor_stream() {
         .iter()
         .map(|t| (t.id.clone(), t.name.clone()))
         .collect();
-    let (run, _) = s
-        .runs
-        .create_run(
-            CreateRunRequest {
-                name: "diamond".into(),
-                group: format!("/project/{}/branch/main", infra::unique_name("p")),
-                tasks: vec![a, b, c, d],
-                ..Default::default()
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("create run");
-    assert_eq!(run.phase, RunPhase::Queued);
-    s.runs
-        .change_phase(&run.id, RunPhase::Running, None, chrono::Utc::now())
-        .await
-        .expect("start");
+    let run = create_and_start(&mut s.api, &[a, b, c, d]).await;
 
-    let channel = agola_common::grpc::connect(&s.url, None).expect("channel");
-    let mut client = ExecutorControlServiceClient::new(channel);
+    let mut client = ExecutorControlServiceClient::new(
+        agola_common::grpc::connect(&s.url, None).expect("channel"),
+    );
     let (up, up_rx) = mpsc::channel(64);
     up.send(register("fake-exec")).await.expect("send");
-    wait_ready(&s.url).await;
     let mut down = client
         .connect(tokio_stream::wrappers::ReceiverStream::new(up_rx))
         .await
@@ -290,29 +320,15 @@ async fn diamond_dag_runs_to_success_through_the_executor_stream() {
         first.message,
         Some(pb::connect_response::Message::Registered(_))
     ));
-
     let mut order = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
     while order.len() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "tasks not all dispatched: {order:?}"
-        );
-        let msg = tokio::time::timeout(Duration::from_secs(30), down.message())
-            .await
-            .expect("a message in time")
-            .expect("stream ok")
-            .expect("stream open");
-        let tasks = match msg.message {
-            Some(pb::connect_response::Message::Task(t)) => vec![t],
-            Some(pb::connect_response::Message::TaskSync(s)) => s.tasks,
-            _ => continue,
-        };
-        for t in tasks {
+        for t in next_tasks(&mut down).await {
             let phase = t.status.as_ref().map(|s| s.phase).unwrap_or_default();
             if phase != pbc::ExecutorTaskPhase::Notstarted as i32 || order.contains(&t.id) {
                 continue;
             }
+            let spec = t.spec.as_ref().expect("spec data");
+            assert_eq!(spec.task_name, names[&t.id]);
             order.push(t.id.clone());
             up.send(status_update(&t, pbc::ExecutorTaskPhase::Running))
                 .await
@@ -330,97 +346,178 @@ async fn diamond_dag_runs_to_success_through_the_executor_stream() {
                 .expect("send");
         }
     }
-    let done = wait_run(&s.runs, &run.id, Duration::from_secs(60), |r| {
-        r.phase == RunPhase::Finished
+    let done = wait_run(&mut s.api, &run.id, Duration::from_secs(60), |r| {
+        r.phase == pbc::RunPhase::Finished as i32
     })
     .await;
-    assert_eq!(done.result, RunResult::Success);
+    assert_eq!(done.result, pbc::RunResult::Success as i32);
     let order: Vec<&str> = order.iter().map(|id| names[id].as_str()).collect();
     assert_eq!(order.first(), Some(&"a"));
     assert_eq!(order.last(), Some(&"d"));
-    // Logs were stored from the live upload, and no ET is left.
     for t in done.tasks.values() {
-        assert_eq!(t.steps[0].log_phase, FetchPhase::Finished);
+        assert_eq!(t.steps[0].log_phase, pbc::FetchPhase::Finished as i32);
     }
-    assert!(
-        s.runs
-            .store()
-            .list_executor_tasks()
+    // Events: queued at creation, running, then the result and finished, in order.
+    let mut seen = Vec::new();
+    while seen.last()
+        != Some(&(
+            pbc::RunPhase::Finished as i32,
+            pbc::RunResult::Success as i32,
+        ))
+    {
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.message())
             .await
-            .expect("ets")
-            .is_empty()
+            .expect("event in time")
+            .expect("ok")
+            .expect("open")
+            .event
+            .expect("event");
+        if ev.run_id == run.id {
+            seen.push((ev.phase, ev.result));
+        }
+    }
+    assert_eq!(
+        seen[0],
+        (pbc::RunPhase::Queued as i32, pbc::RunResult::Unknown as i32)
     );
+    assert_eq!(
+        seen[1],
+        (
+            pbc::RunPhase::Running as i32,
+            pbc::RunResult::Unknown as i32
+        )
+    );
+    // The stored log of d, through the API.
+    let d_id = names
+        .iter()
+        .find(|(_, n)| *n == "d")
+        .map(|(id, _)| id.clone())
+        .expect("d");
+    let mut logs = s
+        .api
+        .get_logs(pb::GetLogsRequest {
+            run_id: run.id.clone(),
+            task_id: d_id,
+            setup: false,
+            step: Some(0),
+            follow: false,
+        })
+        .await
+        .expect("get logs")
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(chunk) = logs.message().await.expect("chunk") {
+        text.extend(chunk.data);
+    }
+    assert_eq!(String::from_utf8(text).expect("utf8"), "hello from d\n");
+    // Listings and bad requests.
+    let listed = s
+        .api
+        .list_runs(pb::ListRunsRequest {
+            groups: vec![done.group.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .runs;
+    assert_eq!(
+        listed.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![run.id.clone()]
+    );
+    let by_group = s
+        .api
+        .get_run_by_group(pb::GetRunByGroupRequest {
+            group: done.group.clone(),
+            counter: 1,
+        })
+        .await
+        .expect("by group")
+        .into_inner();
+    assert_eq!(by_group.run.expect("run").id, run.id);
+    let err = s
+        .api
+        .get_run(pb::GetRunRequest {
+            run_id: "missing".into(),
+            change_groups: vec![],
+        })
+        .await
+        .expect_err("missing run");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = s
+        .api
+        .create_run(pb::CreateRunRequest {
+            group: "relative/group".into(),
+            setup_errors: vec!["x".into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad group");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = s
+        .api
+        .run_action(pb::RunActionRequest {
+            run_id: run.id.clone(),
+            action_type: pb::RunActionType::Stop as i32,
+            ..Default::default()
+        })
+        .await
+        .expect_err("stop a finished run");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
     drop(up);
     s.stop.trigger();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_executor_fails_its_task_with_a_reason() {
-    let s = serve(1).await;
-    let t = task("only", &[]);
-    let (run, _) = s
-        .runs
-        .create_run(
-            CreateRunRequest {
-                name: "lost".into(),
-                group: format!("/project/{}/branch/main", infra::unique_name("p")),
-                tasks: vec![t],
-                ..Default::default()
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("create run");
-    s.runs
-        .change_phase(&run.id, RunPhase::Running, None, chrono::Utc::now())
-        .await
-        .expect("start");
-    let channel = agola_common::grpc::connect(&s.url, None).expect("channel");
-    let mut client = ExecutorControlServiceClient::new(channel);
+    let mut s = serve(1).await;
+    let run = create_and_start(&mut s.api, &[task("only", &[])]).await;
+    let mut client = ExecutorControlServiceClient::new(
+        agola_common::grpc::connect(&s.url, None).expect("channel"),
+    );
     let (up, up_rx) = mpsc::channel(16);
     up.send(register("doomed-exec")).await.expect("send");
-    wait_ready(&s.url).await;
     let mut down = client
         .connect(tokio_stream::wrappers::ReceiverStream::new(up_rx))
         .await
         .expect("connect")
         .into_inner();
-    let got = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(30), down.message())
-            .await
-            .expect("assignment in time")
-            .expect("ok")
-            .expect("open");
-        let tasks = match msg.message {
-            Some(pb::connect_response::Message::Task(t)) => vec![t],
-            Some(pb::connect_response::Message::TaskSync(s)) => s.tasks,
-            _ => continue,
-        };
-        if let Some(t) = tasks.into_iter().next() {
-            break t;
-        }
-    };
+    let got = next_tasks(&mut down).await.remove(0);
     up.send(status_update(&got, pbc::ExecutorTaskPhase::Running))
         .await
         .expect("send");
-    wait_run(&s.runs, &run.id, Duration::from_secs(20), |r| {
-        r.tasks.values().any(|t| t.status == RunTaskStatus::Running)
+    upload_log(&mut client, &got.id, true, "setup ok\n").await;
+    wait_run(&mut s.api, &run.id, Duration::from_secs(20), |r| {
+        r.tasks
+            .values()
+            .any(|t| t.status == pbc::RunTaskStatus::Running as i32)
     })
     .await;
     // Kill the connection: no more heartbeats, the executor is declared dead.
     drop(up);
     drop(down);
-    let done = wait_run(&s.runs, &run.id, Duration::from_secs(40), |r| {
-        r.phase == RunPhase::Finished
+    let done = wait_run(&mut s.api, &run.id, Duration::from_secs(40), |r| {
+        r.phase == pbc::RunPhase::Finished as i32
     })
     .await;
-    assert_eq!(done.result, RunResult::Failed);
+    assert_eq!(done.result, pbc::RunResult::Failed as i32);
     let task = done.tasks.values().next().expect("task");
-    assert_eq!(task.status, RunTaskStatus::Failed);
+    assert_eq!(task.status, pbc::RunTaskStatus::Failed as i32);
     assert_eq!(
         task.steps[0].log_phase,
-        FetchPhase::Lost,
-        "the log is reported lost"
+        pbc::FetchPhase::Lost as i32,
+        "the step log is reported lost"
+    );
+    let executors = s
+        .api
+        .list_executors(pb::ListExecutorsRequest {})
+        .await
+        .expect("list executors")
+        .into_inner()
+        .executors;
+    assert!(
+        executors.iter().all(|e| e.id != "doomed-exec"),
+        "dead executor removed"
     );
     s.stop.trigger();
 }

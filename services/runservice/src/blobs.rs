@@ -251,6 +251,41 @@ impl Blobs {
         Ok(true)
     }
 
+    /// Uploaded bytes of a log from `offset` (at most 256 KiB), read from its contiguous parts.
+    pub async fn read_parts_from(
+        &self,
+        task_id: &str,
+        kind: LogKind,
+        offset: u64,
+    ) -> Result<Vec<u8>, RunError> {
+        use tokio::io::AsyncReadExt;
+        const MAX: u64 = 256 * 1024;
+        let mut out = Vec::new();
+        let mut pos = offset;
+        for (off, obj) in self.parts(task_id, kind).await? {
+            let end = off + obj.size;
+            if end <= pos {
+                continue;
+            }
+            if off > pos || out.len() as u64 >= MAX {
+                break;
+            }
+            let want = (end - pos).min(MAX - out.len() as u64);
+            let mut r = self
+                .ost
+                .read_range(&obj.path, pos - off, Some(want))
+                .await
+                .map_err(storage_err)?;
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf)
+                .await
+                .map_err(|e| RunError::Unavailable(e.to_string()))?;
+            pos += buf.len() as u64;
+            out.extend(buf);
+        }
+        Ok(out)
+    }
+
     /// The newest cache object whose key starts with `key` (or exactly `key` when not
     /// `prefix`): its real key and info.
     pub async fn find_cache(

@@ -1,11 +1,11 @@
 //! The runservice: owner of runs, run configs, executors, executor tasks, run events, logs,
 //! workspace archives and caches, and home of the task scheduler (spec 20).
 //!
-//! Served today: `agola.runservice.v1.ExecutorControlService` (the executors' stream, logs
-//! upload, workspace archives and caches), health and reflection, with the loops that drive
-//! runs (scheduling, ET cleaner, liveness, fetcher, task sync) and the datamanager loops. The
-//! `RunService` API is not served yet: runs are created through [`runs::Runs`] in-process. See
-//! `OVERVIEW.md`.
+//! Served: `agola.runservice.v1.RunService` (runs, actions, logs, events, executors) and
+//! `agola.runservice.v1.ExecutorControlService` (the executors' stream, log upload, workspace
+//! archives, caches), health and reflection, with the loops that drive runs (scheduling, ET
+//! cleaner, liveness, fetcher, task sync) and the datamanager's loops. See `OVERVIEW.md` for
+//! what is not built yet.
 
 pub mod blobs;
 pub mod convert;
@@ -14,6 +14,7 @@ pub mod dag;
 pub mod executors;
 pub mod fetcher;
 pub mod grpc;
+pub mod grpc_runs;
 pub mod loops;
 pub mod runs;
 pub mod scheduler;
@@ -28,6 +29,7 @@ use agola_common::config::{KvConfig, ObjectStorageConfig};
 use agola_common::grpc::GrpcServer;
 use agola_common::{ApiError, Shutdown};
 use agola_proto::runservice::v1::executor_control_service_server::ExecutorControlServiceServer;
+use agola_proto::runservice::v1::run_service_server::RunServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -128,9 +130,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     GrpcServer::new(config.internal_token.as_deref())
         .add_service(ExecutorControlServiceServer::new(grpc::ExecutorControl {
             hub,
-            blobs,
+            blobs: blobs.clone(),
             alive_timeout: alive,
         }))
+        .add_service(RunServiceServer::new(grpc_runs::RunApi { runs, blobs }))
         .add_descriptor_set(agola_proto::FILE_DESCRIPTOR_SET)
         .serve(listener, shutdown)
         .await

@@ -384,3 +384,157 @@ impl Runs {
         Ok((run, rc))
     }
 }
+
+/// A query over runs (ListRuns).
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub phases: Vec<RunPhase>,
+    pub results: Vec<crate::types::RunResult>,
+    /// Group path prefixes matched on whole path elements; empty = all.
+    pub groups: Vec<String>,
+    pub last_run: bool,
+    pub start_run_id: Option<String>,
+    pub limit: usize,
+    pub ascending: bool,
+}
+
+/// Whether `group` is `prefix` or below it (whole path elements: `/a/b` is not under `/a/bc`).
+pub fn group_matches(group: &str, prefix: &str) -> bool {
+    let p = prefix.trim_end_matches('/');
+    p.is_empty() || group == p || group.starts_with(&format!("{p}/"))
+}
+
+impl Runs {
+    /// Every run, live (KV) and archived (datamanager), by id. A scan: correct, but O(runs);
+    /// the read model and runs index that make it cheap are not built yet.
+    async fn all_runs(&self) -> Result<Vec<Run>> {
+        let mut by_id: BTreeMap<String, Run> = BTreeMap::new();
+        let (archived, _) = self.dm.list(DATA_RUN, &[]).await?;
+        for (id, bytes) in archived {
+            let run: Run =
+                serde_json::from_slice(&bytes).map_err(|e| RunError::Internal(e.to_string()))?;
+            by_id.insert(id, run);
+        }
+        for (run, _) in self.store.list_runs().await? {
+            by_id.insert(run.id.clone(), run);
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    /// Runs matching `q`, ordered by id (ascending or descending), paged by id.
+    pub async fn list_runs(&self, q: &RunQuery) -> Result<Vec<Run>> {
+        let limit = if q.limit == 0 { 25 } else { q.limit.min(40) };
+        let mut runs: Vec<Run> = self
+            .all_runs()
+            .await?
+            .into_iter()
+            .filter(|r| q.phases.is_empty() || q.phases.contains(&r.phase))
+            .filter(|r| q.results.is_empty() || q.results.contains(&r.result))
+            .filter(|r| q.groups.is_empty() || q.groups.iter().any(|g| group_matches(&r.group, g)))
+            .collect();
+        if q.last_run {
+            let mut newest: BTreeMap<String, Run> = BTreeMap::new();
+            for r in runs {
+                match newest.get(&r.group) {
+                    Some(cur) if cur.id >= r.id => {}
+                    _ => {
+                        newest.insert(r.group.clone(), r);
+                    }
+                }
+            }
+            runs = newest.into_values().collect();
+            runs.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        if !q.ascending {
+            runs.reverse();
+        }
+        let out = runs
+            .into_iter()
+            .filter(|r| match &q.start_run_id {
+                Some(s) if q.ascending => r.id > *s,
+                Some(s) => r.id < *s,
+                None => true,
+            })
+            .take(limit)
+            .collect();
+        Ok(out)
+    }
+
+    /// The run numbered `counter` in the root group of `group`.
+    pub async fn get_run_by_group(&self, group: &str, counter: u64) -> Result<(Run, RunConfig)> {
+        let root = root_group(group)
+            .ok_or_else(|| RunError::BadRequest(format!("invalid group {group:?}")))?;
+        let run = self
+            .all_runs()
+            .await?
+            .into_iter()
+            .find(|r| r.counter == counter && root_group(&r.group) == Some(root))
+            .ok_or_else(|| RunError::NotFound(format!("run {counter} of {group}")))?;
+        let rc = self.get_run_config(&run.id).await?;
+        Ok((run, rc))
+    }
+
+    /// Runs of exactly `group`, paged by counter.
+    pub async fn list_group_runs(
+        &self,
+        group: &str,
+        phases: &[RunPhase],
+        results: &[crate::types::RunResult],
+        start_counter: Option<u64>,
+        limit: usize,
+        ascending: bool,
+    ) -> Result<Vec<Run>> {
+        let limit = if limit == 0 { 25 } else { limit.min(40) };
+        let mut runs: Vec<Run> = self
+            .all_runs()
+            .await?
+            .into_iter()
+            .filter(|r| r.group == group)
+            .filter(|r| phases.is_empty() || phases.contains(&r.phase))
+            .filter(|r| results.is_empty() || results.contains(&r.result))
+            .collect();
+        runs.sort_by_key(|r| r.counter);
+        if !ascending {
+            runs.reverse();
+        }
+        Ok(runs
+            .into_iter()
+            .filter(|r| match start_counter {
+                Some(c) if ascending => r.counter > c,
+                Some(c) => r.counter < c,
+                None => true,
+            })
+            .take(limit)
+            .collect())
+    }
+
+    /// Deletes an archived run and its config (the counter stays). Live runs are refused:
+    /// a run is deletable only once archived.
+    pub async fn delete_run(&self, id: &str) -> Result<()> {
+        if self.store.get_run(id).await?.is_some() {
+            return Err(RunError::BadRequest(format!("run {id} not archived yet")));
+        }
+        let (bytes, _) = self.dm.read(DATA_RUN, id, &[]).await.map_err(|e| {
+            if e.is_not_exist() {
+                RunError::NotFound(format!("run {id}"))
+            } else {
+                e.into()
+            }
+        })?;
+        let run: Run =
+            serde_json::from_slice(&bytes).map_err(|e| RunError::Internal(e.to_string()))?;
+        if !run.phase.is_terminal() {
+            return Err(RunError::BadRequest(format!("run {id} is not finished")));
+        }
+        self.dm
+            .write_wal(
+                vec![
+                    Action::delete(DATA_RUN, id),
+                    Action::delete(DATA_RUN_CONFIG, id),
+                ],
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+}

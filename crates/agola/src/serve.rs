@@ -61,6 +61,11 @@ pub fn start(
     let (trigger, shutdown) = Shutdown::new();
     let mut tasks = JoinSet::new();
     let token = Some(config.internal_auth.token.clone()).filter(|t| !t.is_empty());
+    // Components in this process reach each other on the addresses actually bound.
+    let mut config = config;
+    if let Some(l) = listeners.get(&Component::Runservice) {
+        config.scheduler.runservice_url = format!("http://{}", l.local_addr()?);
+    }
     for (component, listener) in std::mem::take(&mut listeners) {
         let fut = component_future(
             &config,

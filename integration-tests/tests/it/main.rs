@@ -2,4 +2,5 @@
 
 mod infra;
 mod runservice;
+mod scheduler;
 mod serve;

@@ -4,7 +4,8 @@
 //! `objectStorage`, `internalAuth`, `telemetry`, and a section per component. Unknown keys are
 //! errors. Values are layered: defaults < file < `AGOLA_*` environment variables, where
 //! `AGOLA_SECTION__FIELD=value` sets `section.field` (matched case-insensitively, `_` ignored),
-//! and the value is parsed as YAML (`3`, `true`, `[a, b]`).
+//! and the value is parsed as YAML (`3`, `true`, `[a, b]`). `AGOLA_<KEY>` sets a top-level
+//! key; other `AGOLA_*` variables without `__` are not configuration and are ignored.
 
 use std::path::{Path, PathBuf};
 
@@ -195,9 +196,19 @@ where
         })?;
         merge(&mut value, overlay);
     }
+    // Only `PREFIX<SECTION>__<FIELD>` variables and ones naming a top-level key are config
+    // overrides; other `AGOLA_*` variables (test and tool settings) are not ours to reject.
+    let top_level: Vec<String> = match &value {
+        Value::Mapping(m) => m.keys().filter_map(|k| k.as_str().map(normalize)).collect(),
+        _ => Vec::new(),
+    };
     let mut vars: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(prefix) && !ignored_env.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            let rest = &k[prefix.len()..];
+            rest.contains("__") || top_level.contains(&normalize(rest))
+        })
         .collect();
     vars.sort();
     for (var, raw) in vars {
@@ -316,13 +327,15 @@ mod tests {
                 ("AGOLA_OBJECTSTORAGE__BUCKET", "other"),
                 ("AGOLA_EXECUTOR__LABELS", "[a, b]"),
                 ("AGOLA_ADMIN_TOKEN", "ignored"),
+                ("AGOLA_TEST_ETCD_ENDPOINTS", "not a config key: ignored"),
+                ("AGOLA_ID", "fromenv"),
                 ("HOME", "/root"),
             ]),
             "AGOLA_",
             &["AGOLA_ADMIN_TOKEN"],
         )
         .expect("load");
-        assert_eq!(c.id, "ci1");
+        assert_eq!(c.id, "fromenv");
         assert_eq!(c.executor.active_tasks_limit, 7);
         assert_eq!(c.executor.labels, vec!["a", "b"]);
         match c.object_storage {

@@ -166,7 +166,53 @@ async fn reads_and_checkpoint(entries: usize) {
         }
     }
     println!(
-        "checkpoint of {changes} changed entries ({} wals): {:.2} s, files rewritten {}, reused {}, {} MiB written",
+        "checkpoint of {changes} changed entries spread over the key space ({} wals): {:.2} s, files rewritten {}, reused {}, {} MiB written",
+        total.wals,
+        start.elapsed().as_secs_f64(),
+        total.files_written,
+        total.files_reused,
+        total.bytes_written / (1 << 20)
+    );
+    // The same amount of change on a contiguous id range: only the files holding it are
+    // rewritten, the others are reused as they are.
+    let first = entries / 2;
+    let mut batch = Vec::new();
+    for i in first..first + changes {
+        batch.push(Action::put(
+            "bench",
+            format!("e{i:09}"),
+            b"clustered".to_vec(),
+        ));
+        if batch.len() == 100 {
+            dm.write_wal(std::mem::take(&mut batch), None)
+                .await
+                .expect("write");
+        }
+    }
+    if !batch.is_empty() {
+        dm.write_wal(batch, None).await.expect("write");
+    }
+    dm.sync().await.expect("sync");
+    let start = Instant::now();
+    let mut total = agola_datamanager::CheckpointReport::default();
+    loop {
+        let r = dm
+            .checkpoint(true)
+            .await
+            .expect("checkpoint")
+            .expect("lock");
+        total.files_written += r.files_written;
+        total.bytes_written += r.bytes_written;
+        total.wals += r.wals;
+        if total.files_reused == 0 {
+            total.files_reused = r.files_reused;
+        }
+        if r.wals <= 1 {
+            break;
+        }
+    }
+    println!(
+        "checkpoint of {changes} changed entries in one id range ({} wals): {:.2} s, files rewritten {}, reused {}, {} MiB written",
         total.wals,
         start.elapsed().as_secs_f64(),
         total.files_written,

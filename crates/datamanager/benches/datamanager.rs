@@ -128,73 +128,39 @@ async fn reads_and_checkpoint(entries: usize) {
     );
     // 1% of the entries change, spread over the key space, in WALs of 100 actions.
     let changes = entries / 100;
-    let mut batch = Vec::new();
-    for i in 0..changes {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let _ = i;
-        batch.push(Action::put(
-            "bench",
-            format!("e{:09}", x % entries as u64),
-            b"changed".to_vec(),
-        ));
-        if batch.len() == 100 {
-            dm.write_wal(std::mem::take(&mut batch), None)
-                .await
-                .expect("write");
-        }
-    }
-    if !batch.is_empty() {
-        dm.write_wal(batch, None).await.expect("write");
-    }
-    dm.sync().await.expect("sync");
-    let start = Instant::now();
-    let mut total = agola_datamanager::CheckpointReport::default();
-    loop {
-        let r = dm
-            .checkpoint(true)
-            .await
-            .expect("checkpoint")
-            .expect("lock");
-        total.files_written += r.files_written;
-        total.bytes_written += r.bytes_written;
-        total.wals += r.wals;
-        total.files_reused = r.files_reused;
-        if r.wals <= 1 {
-            break;
-        }
-    }
-    println!(
-        "checkpoint of {changes} changed entries spread over the key space ({} wals): {:.2} s, files rewritten {}, reused {}, {} MiB written",
-        total.wals,
-        start.elapsed().as_secs_f64(),
-        total.files_written,
-        total.files_reused,
-        total.bytes_written / (1 << 20)
-    );
+    let spread: Vec<String> = (0..changes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("e{:09}", x % entries as u64)
+        })
+        .collect();
+    change_and_checkpoint(&dm, spread, "spread over the key space").await;
     // The same amount of change on a contiguous id range: only the files holding it are
     // rewritten, the others are reused as they are.
     let first = entries / 2;
-    let mut batch = Vec::new();
-    for i in first..first + changes {
-        batch.push(Action::put(
-            "bench",
-            format!("e{i:09}"),
-            b"clustered".to_vec(),
-        ));
-        if batch.len() == 100 {
-            dm.write_wal(std::mem::take(&mut batch), None)
-                .await
-                .expect("write");
-        }
-    }
-    if !batch.is_empty() {
+    let clustered: Vec<String> = (first..first + changes)
+        .map(|i| format!("e{i:09}"))
+        .collect();
+    change_and_checkpoint(&dm, clustered, "in one id range").await;
+}
+
+/// Puts every id (WALs of 100 actions), syncs, checkpoints until every WAL is in, and prints
+/// the time and the files rewritten and reused by the checkpoint that applied the changes.
+async fn change_and_checkpoint(dm: &DataManager, ids: Vec<String>, label: &str) {
+    let n = ids.len();
+    for chunk in ids.chunks(100) {
+        let batch = chunk
+            .iter()
+            .map(|id| Action::put("bench", id.clone(), b"changed".to_vec()))
+            .collect();
         dm.write_wal(batch, None).await.expect("write");
     }
     dm.sync().await.expect("sync");
     let start = Instant::now();
     let mut total = agola_datamanager::CheckpointReport::default();
+    let mut reused = None;
     loop {
         let r = dm
             .checkpoint(true)
@@ -204,19 +170,17 @@ async fn reads_and_checkpoint(entries: usize) {
         total.files_written += r.files_written;
         total.bytes_written += r.bytes_written;
         total.wals += r.wals;
-        if total.files_reused == 0 {
-            total.files_reused = r.files_reused;
-        }
+        reused.get_or_insert(r.files_reused);
         if r.wals <= 1 {
             break;
         }
     }
     println!(
-        "checkpoint of {changes} changed entries in one id range ({} wals): {:.2} s, files rewritten {}, reused {}, {} MiB written",
+        "checkpoint of {n} changed entries {label} ({} wals): {:.2} s, files rewritten {}, reused {}, {} MiB written",
         total.wals,
         start.elapsed().as_secs_f64(),
         total.files_written,
-        total.files_reused,
+        reused.unwrap_or(0),
         total.bytes_written / (1 << 20)
     );
 }

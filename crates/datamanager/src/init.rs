@@ -15,6 +15,9 @@ use crate::model::{
 use crate::paths;
 use crate::{DataManager, Error, Result};
 
+/// How long start-up and export wait for a lock another instance holds.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
 /// Seeds a sequence key so the next value sorts after `after`: a fresh epoch strictly greater
 /// than the previous one even when the store was reset within the same second.
 async fn seed_sequence(dm: &DataManager, key: &str, after: Option<&str>) -> Result<()> {
@@ -44,6 +47,7 @@ impl DataManager {
     /// Initializes the store (recovering it after a KV wipe), loads the WAL changes and
     /// starts the watcher. Call once per instance, before any read or write.
     pub async fn init(&self, shutdown: Shutdown) -> Result<()> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             match agola_kv::lock::try_lock(self.inner.kv.clone(), paths::KV_PREFIX, "initetcd")
                 .await?
@@ -55,7 +59,13 @@ impl DataManager {
                     break;
                 }
                 None => {
-                    // Another instance is initializing: wait for it.
+                    // Another instance is initializing: wait for it, within a bound (a lock
+                    // left by a crashed holder expires with its lease well before).
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Error::Unavailable(
+                            "another instance held the init lock for too long".to_owned(),
+                        ));
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -316,10 +326,14 @@ impl DataManager {
     /// forcing a checkpoint, so the export holds every committed write.
     pub async fn export(&self, out: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         self.sync().await?;
-        // Wait for a checkpoint that covers everything synced.
-        loop {
-            if self.checkpoint(true).await?.is_some() {
-                break;
+        // Wait for a checkpoint that covers everything synced (another instance may hold
+        // the checkpoint lock for a while), within a bound.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        while self.checkpoint(true).await?.is_none() {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable(
+                    "the checkpoint lock stayed busy: export not started".to_owned(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

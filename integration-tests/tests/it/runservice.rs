@@ -4,21 +4,20 @@
 //! logs are served; a killed executor connection fails its task with a visible reason.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agola_common::Shutdown;
 use agola_common::config::{KvConfig, ObjectStorageConfig};
-use agola_common::grpc::GrpcChannel;
 use agola_integration_tests::infra;
 use agola_proto::common::v1 as pbc;
 use agola_proto::runservice::v1 as pb;
 use agola_proto::runservice::v1::executor_control_service_client::ExecutorControlServiceClient;
 use agola_proto::runservice::v1::run_service_client::RunServiceClient;
+
+use crate::common::{Api, task, wait_run};
 use agola_runservice::types::*;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-
-type Api = RunServiceClient<GrpcChannel>;
 
 struct Served {
     url: String,
@@ -54,38 +53,6 @@ async fn serve(dead_timeout_secs: u64) -> Served {
         api,
         stop,
         _dir: dir,
-    }
-}
-
-async fn get_run(api: &mut Api, id: &str) -> pbc::Run {
-    api.get_run(pb::GetRunRequest {
-        run_id: id.to_owned(),
-        change_groups: vec![],
-    })
-    .await
-    .expect("get run")
-    .into_inner()
-    .run
-    .expect("run")
-}
-
-async fn wait_run(
-    api: &mut Api,
-    id: &str,
-    timeout: Duration,
-    pred: impl Fn(&pbc::Run) -> bool,
-) -> pbc::Run {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let run = get_run(api, id).await;
-        if pred(&run) {
-            return run;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {id} did not reach the expected state: {run:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -157,42 +124,6 @@ async fn wait_ready(url: &str) {
     })
     .await
     .expect("runservice ready");
-}
-
-fn task(name: &str, parents: &[&str]) -> RunConfigTask {
-    RunConfigTask {
-        id: format!("{name}-{}", infra::unique_name("t")),
-        name: name.to_owned(),
-        runtime: Runtime {
-            arch: String::new(),
-            containers: vec![Container {
-                image: "busybox".into(),
-                ..Default::default()
-            }],
-        },
-        depends: parents
-            .iter()
-            .map(|p| {
-                (
-                    (*p).to_owned(),
-                    RunConfigTaskDepend {
-                        task_id: (*p).to_owned(),
-                        conditions: vec![],
-                    },
-                )
-            })
-            .collect(),
-        steps: vec![Step::Run {
-            name: "echo".into(),
-            command: "echo hello".into(),
-            environment: BTreeMap::new(),
-            working_dir: String::new(),
-            shell: String::new(),
-            tty: false,
-        }],
-        min_approvers: 1,
-        ..Default::default()
-    }
 }
 
 fn register(id: &str) -> pb::ConnectRequest {
@@ -346,9 +277,13 @@ async fn diamond_dag_runs_to_success_through_the_executor_stream() {
                 .expect("send");
         }
     }
-    let done = wait_run(&mut s.api, &run.id, Duration::from_secs(60), |r| {
-        r.phase == pbc::RunPhase::Finished as i32
-    })
+    let done = wait_run(
+        &mut s.api,
+        &run.id,
+        "the expected state",
+        Duration::from_secs(60),
+        |r| r.phase == pbc::RunPhase::Finished as i32,
+    )
     .await;
     assert_eq!(done.result, pbc::RunResult::Success as i32);
     let order: Vec<&str> = order.iter().map(|id| names[id].as_str()).collect();
@@ -487,18 +422,28 @@ async fn a_killed_executor_fails_its_task_with_a_reason() {
         .await
         .expect("send");
     upload_log(&mut client, &got.id, true, "setup ok\n").await;
-    wait_run(&mut s.api, &run.id, Duration::from_secs(20), |r| {
-        r.tasks
-            .values()
-            .any(|t| t.status == pbc::RunTaskStatus::Running as i32)
-    })
+    wait_run(
+        &mut s.api,
+        &run.id,
+        "the expected state",
+        Duration::from_secs(20),
+        |r| {
+            r.tasks
+                .values()
+                .any(|t| t.status == pbc::RunTaskStatus::Running as i32)
+        },
+    )
     .await;
     // Kill the connection: no more heartbeats, the executor is declared dead.
     drop(up);
     drop(down);
-    let done = wait_run(&mut s.api, &run.id, Duration::from_secs(40), |r| {
-        r.phase == pbc::RunPhase::Finished as i32
-    })
+    let done = wait_run(
+        &mut s.api,
+        &run.id,
+        "the expected state",
+        Duration::from_secs(40),
+        |r| r.phase == pbc::RunPhase::Finished as i32,
+    )
     .await;
     assert_eq!(done.result, pbc::RunResult::Failed as i32);
     let task = done.tasks.values().next().expect("task");

@@ -11,7 +11,19 @@ use agola_proto::runservice::v1 as pb;
 use agola_proto::runservice::v1::run_service_client::RunServiceClient;
 use agola_runservice::types::*;
 
-type Api = RunServiceClient<agola_common::grpc::GrpcChannel>;
+use crate::common::{Api, get_run as run, wait_run};
+
+/// A task that needs `approval` approvers when given.
+fn task(name: &str, approval: Option<u32>) -> RunConfigTask {
+    let mut t = crate::common::task(name, &[]);
+    t.needs_approval = approval.is_some();
+    t.min_approvers = approval.unwrap_or(1);
+    t
+}
+
+async fn wait(api: &mut Api, id: &str, what: &str, pred: impl Fn(&pbc::Run) -> bool) -> pbc::Run {
+    wait_run(api, id, what, Duration::from_secs(30), pred).await
+}
 
 async fn cluster() -> (TestCluster, Api) {
     let mut config = Config::default();
@@ -23,26 +35,6 @@ async fn cluster() -> (TestCluster, Api) {
         agola_common::grpc::connect(&cluster.url(Component::Runservice), None).expect("channel"),
     );
     (cluster, api)
-}
-
-fn task(name: &str, approval: Option<u32>) -> RunConfigTask {
-    RunConfigTask {
-        id: format!(
-            "{name}-{}",
-            agola_integration_tests::infra::unique_name("t")
-        ),
-        name: name.to_owned(),
-        runtime: Runtime {
-            arch: String::new(),
-            containers: vec![Container {
-                image: "busybox".into(),
-                ..Default::default()
-            }],
-        },
-        needs_approval: approval.is_some(),
-        min_approvers: approval.unwrap_or(1),
-        ..Default::default()
-    }
 }
 
 async fn create(api: &mut Api, group: &str, t: RunConfigTask) -> String {
@@ -64,33 +56,6 @@ async fn create(api: &mut Api, group: &str, t: RunConfigTask) -> String {
             }
             Err(e) => panic!("create run: {e}"),
         }
-    }
-}
-
-async fn run(api: &mut Api, id: &str) -> pbc::Run {
-    api.get_run(pb::GetRunRequest {
-        run_id: id.to_owned(),
-        change_groups: vec![],
-    })
-    .await
-    .expect("get run")
-    .into_inner()
-    .run
-    .expect("run")
-}
-
-async fn wait(api: &mut Api, id: &str, what: &str, pred: impl Fn(&pbc::Run) -> bool) -> pbc::Run {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = run(api, id).await;
-        if pred(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {id}: timed out waiting for {what}: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
     }
 }
 

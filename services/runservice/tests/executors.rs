@@ -3,20 +3,17 @@
 //! liveness checker.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use agola_common::Shutdown;
-use agola_datamanager::{Config as DmConfig, DataManager};
-use agola_kv::embedded::EmbeddedKv;
-use agola_kv::{Kv, Prefixed};
-use agola_objectstorage::{ObjectStorage, Posix};
 use agola_runservice::create::CreateRunRequest;
 use agola_runservice::executors::{self, Down, Hub};
 use agola_runservice::runs::Runs;
-use agola_runservice::store::Store;
 use agola_runservice::types::*;
 use tokio::sync::mpsc;
+
+mod common;
+
+use common::executor;
 
 struct Env {
     runs: Runs,
@@ -25,13 +22,7 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kv = EmbeddedKv::open(dir.path().join("kv")).await.expect("kv");
-    let kv: Arc<dyn Kv> = Arc::new(Prefixed::new(Arc::new(kv), "runservice/"));
-    let ost: Arc<dyn ObjectStorage> = Arc::new(Posix::new(dir.path().join("ost")).expect("ost"));
-    let dm = DataManager::new(DmConfig::new("rundata"), kv.clone(), ost);
-    dm.init(Shutdown::never()).await.expect("init");
-    let runs = Runs::new(Store::new(kv), dm);
+    let (runs, dir) = common::embedded_runs().await;
     Env {
         hub: Hub::new(runs.clone()),
         runs,
@@ -39,38 +30,16 @@ async fn env() -> Env {
     }
 }
 
+/// A task with environment `A=task`, `B=task` and the given steps.
 fn task(name: &str, parents: &[&str], steps: Vec<Step>) -> RunConfigTask {
-    RunConfigTask {
-        id: format!("id-{name}"),
-        name: name.to_owned(),
-        runtime: Runtime {
-            arch: String::new(),
-            containers: vec![Container {
-                image: "busybox".into(),
-                ..Default::default()
-            }],
-        },
-        depends: parents
-            .iter()
-            .map(|p| {
-                (
-                    format!("id-{p}"),
-                    RunConfigTaskDepend {
-                        task_id: format!("id-{p}"),
-                        conditions: vec![],
-                    },
-                )
-            })
-            .collect(),
-        environment: [
-            ("A".to_owned(), "task".to_owned()),
-            ("B".to_owned(), "task".to_owned()),
-        ]
-        .into(),
-        steps,
-        min_approvers: 1,
-        ..Default::default()
-    }
+    let mut t = common::task(name, parents);
+    t.environment = [
+        ("A".to_owned(), "task".to_owned()),
+        ("B".to_owned(), "task".to_owned()),
+    ]
+    .into();
+    t.steps = steps;
+    t
 }
 
 fn save() -> Step {
@@ -91,22 +60,6 @@ fn run_step() -> Step {
         working_dir: String::new(),
         shell: String::new(),
         tty: false,
-    }
-}
-
-fn executor(id: &str, group: &str, dynamic: bool, siblings: &[&str]) -> Executor {
-    Executor {
-        id: id.to_owned(),
-        listen_url: String::new(),
-        archs: vec!["amd64".into()],
-        labels: BTreeMap::new(),
-        allow_privileged_containers: false,
-        active_tasks_limit: 0,
-        active_tasks: 0,
-        dynamic,
-        executor_group: group.to_owned(),
-        siblings_executors: siblings.iter().map(|s| (*s).to_owned()).collect(),
-        last_status_update_time: chrono::Utc::now(),
     }
 }
 

@@ -1,17 +1,11 @@
 //! Run operations over the embedded KV and posix object storage: counters and run configs in
 //! the datamanager, reads, phase changes, stop, approvals, restart.
 
-use std::sync::Arc;
-
-use agola_common::Shutdown;
-use agola_datamanager::{Config as DmConfig, DataManager};
-use agola_kv::embedded::EmbeddedKv;
-use agola_kv::{Kv, Prefixed};
-use agola_objectstorage::{ObjectStorage, Posix};
 use agola_runservice::create::{CreateRunRequest, RecreateRequest};
 use agola_runservice::runs::{RunError, Runs};
-use agola_runservice::store::Store;
 use agola_runservice::types::*;
+
+mod common;
 
 struct Env {
     runs: Runs,
@@ -19,32 +13,12 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kv = EmbeddedKv::open(dir.path().join("kv")).await.expect("kv");
-    let kv: Arc<dyn Kv> = Arc::new(Prefixed::new(Arc::new(kv), "runservice/"));
-    let ost: Arc<dyn ObjectStorage> = Arc::new(Posix::new(dir.path().join("ost")).expect("ost"));
-    let dm = DataManager::new(DmConfig::new("rundata"), kv.clone(), ost);
-    dm.init(Shutdown::never()).await.expect("init");
-    Env {
-        runs: Runs::new(Store::new(kv), dm),
-        _dir: dir,
-    }
+    let (runs, dir) = common::embedded_runs().await;
+    Env { runs, _dir: dir }
 }
 
 fn task(name: &str) -> RunConfigTask {
-    RunConfigTask {
-        id: format!("id-{name}"),
-        name: name.to_owned(),
-        runtime: Runtime {
-            arch: String::new(),
-            containers: vec![Container {
-                image: "busybox".into(),
-                ..Default::default()
-            }],
-        },
-        min_approvers: 1,
-        ..Default::default()
-    }
+    common::task(name, &[])
 }
 
 fn req(group: &str, tasks: Vec<RunConfigTask>) -> CreateRunRequest {

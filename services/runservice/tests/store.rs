@@ -3,7 +3,6 @@
 //! fake executor, events replay without gap or duplicate, and concurrent scheduling passes
 //! (two runservice instances) never dispatch a task twice.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,51 +14,19 @@ use agola_runservice::store::{Store, StoreError};
 use agola_runservice::types::*;
 use futures::StreamExt;
 
+mod common;
+
+/// A task with one `restore_workspace` step.
 fn task(name: &str, parents: &[&str]) -> RunConfigTask {
-    RunConfigTask {
-        id: format!("id-{name}"),
-        name: name.to_owned(),
-        runtime: Runtime {
-            arch: String::new(),
-            containers: vec![Container {
-                image: "busybox".into(),
-                ..Default::default()
-            }],
-        },
-        depends: parents
-            .iter()
-            .map(|p| {
-                (
-                    format!("id-{p}"),
-                    RunConfigTaskDepend {
-                        task_id: format!("id-{p}"),
-                        conditions: vec![],
-                    },
-                )
-            })
-            .collect(),
-        steps: vec![Step::RestoreWorkspace {
-            dest_dir: ".".into(),
-        }],
-        min_approvers: 1,
-        ..Default::default()
-    }
+    let mut t = common::task(name, parents);
+    t.steps = vec![Step::RestoreWorkspace {
+        dest_dir: ".".into(),
+    }];
+    t
 }
 
 fn executor(id: &str) -> Executor {
-    Executor {
-        id: id.to_owned(),
-        listen_url: String::new(),
-        archs: vec!["amd64".into()],
-        labels: BTreeMap::new(),
-        allow_privileged_containers: false,
-        active_tasks_limit: 0,
-        active_tasks: 0,
-        dynamic: false,
-        executor_group: id.to_owned(),
-        siblings_executors: vec![],
-        last_status_update_time: chrono::Utc::now(),
-    }
+    common::executor(id, id, false, &[])
 }
 
 async fn embedded() -> (Arc<dyn Kv>, tempfile::TempDir) {

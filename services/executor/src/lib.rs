@@ -4,6 +4,8 @@
 //! internal authentication. Its domain API is not served yet; it arrives with the issue that
 //! builds it, so nothing here answers a call it cannot really handle.
 
+pub mod driver;
+
 use std::net::SocketAddr;
 
 use agola_common::Shutdown;

@@ -27,6 +27,14 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
   cargo install s3s-fs@0.14.1 --features binary --locked
 fi
 
+# The static (musl) rust target, for the toolbox binary that the docker driver copies into
+# task containers (images such as busybox have no glibc).
+musl_target="$(uname -m)-unknown-linux-musl"
+if ! rustup target list --installed 2>/dev/null | grep -qx "$musl_target"; then
+  echo "install-deps: rustup target add $musl_target"
+  rustup target add "$musl_target"
+fi
+
 # buf: Protobuf linter, installed from npm into a tools dir outside the clone.
 TOOLS_DIR="${AGOLA_TOOLS_DIR:-$HOME/.cache/agola-tools}"
 if [ ! -x "$TOOLS_DIR/node_modules/.bin/buf" ]; then

@@ -79,3 +79,7 @@ if ! docker image inspect "$AGOLA_TEST_BUSYBOX_IMAGE" >/dev/null 2>&1; then
   docker tag "$AGOLA_TEST_BUSYBOX_IMAGE" busybox:stable
 fi
 
+
+# --- the toolbox binary (static), used by the executor drivers in tests -------------------
+bash scripts/build-toolbox.sh "$CARGO_TARGET_DIR/toolbox" >&2
+export AGOLA_TEST_TOOLBOX_DIR="$CARGO_TARGET_DIR/toolbox"

@@ -51,6 +51,11 @@ pub mod infra {
         required("AGOLA_TEST_BUSYBOX_IMAGE")
     }
 
+    /// Directory with the static toolbox binaries (`AGOLA_TEST_TOOLBOX_DIR`).
+    pub fn toolbox_dir() -> std::path::PathBuf {
+        std::path::PathBuf::from(required("AGOLA_TEST_TOOLBOX_DIR"))
+    }
+
     /// A name unique to this test process, for KV prefixes and buckets.
     pub fn unique_name(prefix: &str) -> String {
         use std::sync::atomic::{AtomicU32, Ordering};
@@ -103,6 +108,9 @@ impl TestCluster {
     ) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir().context("creating the cluster data dir")?;
         config.data_dir = data_dir.path().to_owned();
+        if config.executor.toolbox_path.is_none() {
+            config.executor.toolbox_path = Some(infra::toolbox_dir());
+        }
         let mut listeners = BTreeMap::new();
         let mut addrs = BTreeMap::new();
         for c in components {

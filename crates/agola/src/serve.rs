@@ -64,7 +64,11 @@ pub fn start(
     // Components in this process reach each other on the addresses actually bound.
     let mut config = config;
     if let Some(l) = listeners.get(&Component::Runservice) {
-        config.scheduler.runservice_url = format!("http://{}", l.local_addr()?);
+        let url = format!("http://{}", l.local_addr()?);
+        if config.executor.runservice_url.is_empty() {
+            config.executor.runservice_url.clone_from(&url);
+        }
+        config.scheduler.runservice_url = url;
     }
     for (component, listener) in std::mem::take(&mut listeners) {
         let fut = component_future(
@@ -109,6 +113,9 @@ fn component_future(
         Component::Executor => {
             let mut cfg = config.executor.clone();
             cfg.internal_token = token;
+            if cfg.data_dir.is_none() {
+                cfg.data_dir = Some(config.data_dir.join("executor"));
+            }
             Box::pin(async move { Ok(agola_executor::serve(cfg, listener, shutdown).await?) })
         }
         Component::Scheduler => {

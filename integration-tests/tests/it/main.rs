@@ -1,6 +1,7 @@
 //! End-to-end tests: one test binary with modules, to keep link time down.
 
 mod common;
+mod executor;
 mod infra;
 mod runservice;
 mod scheduler;

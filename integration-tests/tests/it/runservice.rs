@@ -6,86 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agola_common::Shutdown;
-use agola_common::config::{KvConfig, ObjectStorageConfig};
-use agola_integration_tests::infra;
 use agola_proto::common::v1 as pbc;
 use agola_proto::runservice::v1 as pb;
 use agola_proto::runservice::v1::executor_control_service_client::ExecutorControlServiceClient;
-use agola_proto::runservice::v1::run_service_client::RunServiceClient;
 
-use crate::common::{Api, task, wait_run};
-use agola_runservice::types::*;
-use tokio::net::TcpListener;
+use crate::common::{create_and_start, serve, task, wait_run};
 use tokio::sync::mpsc;
-
-struct Served {
-    url: String,
-    api: Api,
-    stop: agola_common::shutdown::ShutdownTrigger,
-    _dir: tempfile::TempDir,
-}
-
-/// Serves a runservice on etcd + posix object storage and returns a RunService client.
-async fn serve(dead_timeout_secs: u64) -> Served {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = agola_runservice::Config {
-        kv: Some(KvConfig::Etcd {
-            endpoints: infra::etcd_endpoints(),
-            prefix: format!("{}/", infra::unique_name("rs")),
-        }),
-        object_storage: Some(ObjectStorageConfig::Posix {
-            path: Some(dir.path().join("ost")),
-        }),
-        executor_dead_timeout_secs: dead_timeout_secs,
-        schedule_interval_ms: 100,
-        data_dir: dir.path().to_owned(),
-        ..Default::default()
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, shutdown) = Shutdown::new();
-    tokio::spawn(agola_runservice::serve(config, listener, shutdown));
-    wait_ready(&url).await;
-    let api = RunServiceClient::new(agola_common::grpc::connect(&url, None).expect("channel"));
-    Served {
-        url,
-        api,
-        stop,
-        _dir: dir,
-    }
-}
-
-/// Creates a run through the API and starts it (as the scheduler service would).
-async fn create_and_start(api: &mut Api, tasks: &[RunConfigTask]) -> pbc::Run {
-    let created = api
-        .create_run(pb::CreateRunRequest {
-            run_config_tasks: tasks
-                .iter()
-                .map(agola_runservice::convert::run_config_task_to_pb)
-                .collect(),
-            name: "test".into(),
-            group: format!("/project/{}/branch/main", infra::unique_name("p")),
-            ..Default::default()
-        })
-        .await
-        .expect("create run")
-        .into_inner()
-        .run
-        .expect("run");
-    assert_eq!(created.phase, pbc::RunPhase::Queued as i32);
-    api.run_action(pb::RunActionRequest {
-        run_id: created.id.clone(),
-        action_type: pb::RunActionType::ChangePhase as i32,
-        phase: pbc::RunPhase::Running as i32,
-        change_groups_update_token: String::new(),
-    })
-    .await
-    .expect("start")
-    .into_inner()
-    .run
-    .expect("run")
-}
 
 async fn next_tasks(down: &mut tonic::Streaming<pb::ConnectResponse>) -> Vec<pbc::ExecutorTask> {
     loop {
@@ -105,27 +31,6 @@ async fn next_tasks(down: &mut tonic::Streaming<pb::ConnectResponse>) -> Vec<pbc
 }
 
 /// Polls gRPC health until the served runservice answers.
-async fn wait_ready(url: &str) {
-    agola_integration_tests::wait_until("the runservice", Duration::from_secs(30), || {
-        let url = url.to_owned();
-        async move {
-            let channel = tonic::transport::Channel::from_shared(url)
-                .ok()?
-                .connect()
-                .await
-                .ok()?;
-            tonic_health::pb::health_client::HealthClient::new(channel)
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .ok()
-        }
-    })
-    .await
-    .expect("runservice ready");
-}
-
 fn register(id: &str) -> pb::ConnectRequest {
     pb::ConnectRequest {
         message: Some(pb::connect_request::Message::Register(

@@ -85,6 +85,7 @@ async fn every_component_answers_health_and_reflection() {
                 "agola.runservice.v1.ExecutorControlService",
                 "agola.runservice.v1.RunService",
             ],
+            Component::Executor => &["agola.executor.v1.ExecutorService"],
             _ => &[],
         };
         if !served.is_empty() {

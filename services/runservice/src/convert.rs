@@ -487,6 +487,7 @@ fn run_task_to_pb(t: &RunTask) -> pb::RunTask {
             .collect(),
         start_time: timestamp(t.start_time),
         end_time: timestamp(t.end_time),
+        fail_error: t.fail_error.clone(),
     }
 }
 

@@ -53,6 +53,7 @@ pub fn new_run_task(ct: &RunConfigTask) -> RunTask {
         workspace_archives,
         start_time: None,
         end_time: None,
+        fail_error: String::new(),
     };
     if ct.skip {
         t.status = RunTaskStatus::Skipped;

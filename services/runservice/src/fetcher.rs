@@ -3,16 +3,29 @@
 //! partial content arrived) when the executor is gone; once every log and archive of the task
 //! is done, deletes the ET (freeing the executor's slot).
 //!
-//! Not built yet: pulling a log or a workspace archive from the executor's `ExecutorService`
-//! when it was not uploaded while the executor is alive (the task then waits and is retried),
-//! and the runid markers.
-
-use std::collections::HashSet;
+//! Workspace archives are pulled from the executor's `ExecutorService` (the executor keeps
+//! them on its disk); a log the live upload did not complete within [`LOG_UPLOAD_GRACE`] of
+//! the task's end (the executor restarted, say) is pulled too.
+//!
+//! Not built yet: the runid markers.
 
 use crate::blobs::{Blobs, LogKind, log_path};
+use crate::pull::{ExecutorClients, Pulled};
 use crate::runs::{Result, RunError, Runs};
 use crate::store::StoreError;
 use crate::types::{ExecutorTaskPhase, FetchPhase, Run, RunTask, Time};
+
+/// How long after an ET ended its logs are left to the live upload before being pulled.
+const LOG_UPLOAD_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// Where the data of a finished ET can be pulled from.
+pub struct Source<'a> {
+    pub clients: &'a ExecutorClients,
+    /// The executor's `ExecutorService` URL; None when the executor is gone.
+    pub url: Option<&'a str>,
+    /// Pull logs too (the live upload had its chance).
+    pub pull_logs: bool,
+}
 
 /// What to do with one log.
 async fn fetch_log(
@@ -20,8 +33,9 @@ async fn fetch_log(
     task_id: &str,
     kind: LogKind,
     ran: bool,
-    executor_gone: bool,
+    source: &Source<'_>,
 ) -> Result<FetchPhase> {
+    let executor_gone = source.url.is_none();
     if !ran {
         return Ok(FetchPhase::Finished);
     }
@@ -49,21 +63,34 @@ async fn fetch_log(
         tracing::warn!(task_id, ?kind, "log lost: the executor is gone");
         return Ok(FetchPhase::Lost);
     }
+    if let (true, Some(url)) = (source.pull_logs, source.url) {
+        match source.clients.pull_log(blobs, url, task_id, kind).await {
+            Ok(Pulled::Stored) => return Ok(FetchPhase::Finished),
+            // The executor lost its data: keep what the upload stored.
+            Ok(Pulled::NotFound) => {
+                let acked = blobs.acked_offset(task_id, kind).await?;
+                if acked > 0 {
+                    blobs.complete_log(task_id, kind, acked).await?;
+                }
+                return Ok(FetchPhase::Lost);
+            }
+            Err(e) => tracing::debug!(task_id, ?kind, error = %e, "log pull failed; retried"),
+        }
+    }
     Ok(FetchPhase::Notstarted)
 }
 
 /// Fetches what it can for `task`; returns the updated task.
-async fn fetch_task(blobs: &Blobs, task: &RunTask, executor_gone: bool) -> Result<RunTask> {
+async fn fetch_task(blobs: &Blobs, task: &RunTask, source: &Source<'_>) -> Result<RunTask> {
     let mut t = task.clone();
     if t.setup_step.log_phase == FetchPhase::Notstarted {
         let ran = t.setup_step.phase != ExecutorTaskPhase::Notstarted;
-        t.setup_step.log_phase =
-            fetch_log(blobs, &t.id, LogKind::Setup, ran, executor_gone).await?;
+        t.setup_step.log_phase = fetch_log(blobs, &t.id, LogKind::Setup, ran, source).await?;
     }
     for i in 0..t.steps.len() {
         if t.steps[i].log_phase == FetchPhase::Notstarted {
             let ran = t.steps[i].phase != ExecutorTaskPhase::Notstarted;
-            let phase = fetch_log(blobs, &t.id, LogKind::Step(i), ran, executor_gone).await?;
+            let phase = fetch_log(blobs, &t.id, LogKind::Step(i), ran, source).await?;
             t.steps[i].log_phase = phase;
         }
     }
@@ -82,10 +109,17 @@ async fn fetch_task(blobs: &Blobs, task: &RunTask, executor_gone: bool) -> Resul
             .is_ok();
         let phase = if !succeeded || stored {
             FetchPhase::Finished
-        } else if executor_gone {
-            FetchPhase::Lost
+        } else if let Some(url) = source.url {
+            match source.clients.pull_archive(blobs, url, &t.id, step).await {
+                Ok(Pulled::Stored) => FetchPhase::Finished,
+                Ok(Pulled::NotFound) => FetchPhase::Lost,
+                Err(e) => {
+                    tracing::debug!(task_id = %t.id, step, error = %e, "archive pull failed; retried");
+                    FetchPhase::Notstarted
+                }
+            }
         } else {
-            FetchPhase::Notstarted
+            FetchPhase::Lost
         };
         t.workspace_archives_phase[i] = phase;
     }
@@ -93,13 +127,18 @@ async fn fetch_task(blobs: &Blobs, task: &RunTask, executor_gone: bool) -> Resul
 }
 
 /// One fetcher pass over every live run; returns the runs whose state changed.
-pub async fn fetch_pass(runs: &Runs, blobs: &Blobs, now: Time) -> Result<Vec<String>> {
+pub async fn fetch_pass(
+    runs: &Runs,
+    blobs: &Blobs,
+    clients: &ExecutorClients,
+    now: Time,
+) -> Result<Vec<String>> {
     let store = runs.store();
-    let executors: HashSet<String> = store
+    let executors: std::collections::HashMap<String, String> = store
         .list_executors()
         .await?
         .into_iter()
-        .map(|e| e.id)
+        .map(|e| (e.id, e.listen_url))
         .collect();
     let mut touched = Vec::new();
     for (run, _) in store.list_runs().await? {
@@ -113,8 +152,15 @@ pub async fn fetch_pass(runs: &Runs, blobs: &Blobs, now: Time) -> Result<Vec<Str
             if !et.status.phase.is_finished() {
                 continue;
             }
-            let gone = !executors.contains(&et.spec.executor_id);
-            let fetched = fetch_task(blobs, task, gone).await?;
+            let source = Source {
+                clients,
+                url: executors.get(&et.spec.executor_id).map(String::as_str),
+                pull_logs: et
+                    .status
+                    .end_time
+                    .is_none_or(|end| now - end >= LOG_UPLOAD_GRACE),
+            };
+            let fetched = fetch_task(blobs, task, &source).await?;
             if &fetched != task {
                 save_task(runs, &run.id, &fetched, now).await?;
                 touched.push(run.id.clone());

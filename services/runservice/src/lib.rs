@@ -16,6 +16,7 @@ pub mod fetcher;
 pub mod grpc;
 pub mod grpc_runs;
 pub mod loops;
+pub mod pull;
 pub mod runs;
 pub mod scheduler;
 pub mod store;
@@ -120,6 +121,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             runs: runs.clone(),
             hub: hub.clone(),
             blobs: blobs.clone(),
+            executor_clients: pull::ExecutorClients::new(config.internal_token.clone()),
             alive_timeout: alive,
             dead_timeout: Duration::from_secs(config.executor_dead_timeout_secs),
             schedule_interval: Duration::from_millis(config.schedule_interval_ms.max(10)),

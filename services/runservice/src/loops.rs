@@ -19,6 +19,7 @@ pub struct Loops {
     pub runs: Runs,
     pub hub: Hub,
     pub blobs: Blobs,
+    pub executor_clients: crate::pull::ExecutorClients,
     pub alive_timeout: Duration,
     pub dead_timeout: Duration,
     pub schedule_interval: Duration,
@@ -67,7 +68,7 @@ impl Loops {
             tokio::select! {
                 _ = &mut stop => return,
                 _ = schedule.tick() => {
-                    if let Err(e) = crate::fetcher::fetch_pass(&self.runs, &self.blobs, chrono::Utc::now()).await {
+                    if let Err(e) = crate::fetcher::fetch_pass(&self.runs, &self.blobs, &self.executor_clients, chrono::Utc::now()).await {
                         tracing::warn!(error = %e, "fetcher pass failed");
                     }
                     self.schedule_all().await;
@@ -138,8 +139,13 @@ impl Loops {
                             }
                             if et.status.phase.is_finished() {
                                 let now = chrono::Utc::now();
-                                let _ =
-                                    crate::fetcher::fetch_pass(&self.runs, &self.blobs, now).await;
+                                let _ = crate::fetcher::fetch_pass(
+                                    &self.runs,
+                                    &self.blobs,
+                                    &self.executor_clients,
+                                    now,
+                                )
+                                .await;
                                 let _ = self
                                     .hub
                                     .schedule(&et.spec.run_id, now, self.alive_timeout)

@@ -331,6 +331,7 @@ pub fn update_run_task_status(run: &mut Run, et: &ExecutorTask) -> Result<(), St
         P::Success => S::Success,
         P::Failed => S::Failed,
     };
+    t.fail_error.clone_from(&et.status.fail_error);
     t.setup_step.phase = et.status.setup_step.phase;
     t.setup_step.start_time = et.status.setup_step.start_time;
     t.setup_step.end_time = et.status.setup_step.end_time;

@@ -146,6 +146,9 @@ pub struct RunTask {
     pub workspace_archives_phase: Vec<FetchPhase>,
     pub start_time: Option<Time>,
     pub end_time: Option<Time>,
+    /// Why the task failed outside its steps (setup, executor lost or restarted).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fail_error: String,
 }
 
 impl RunTask {

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
+
+pub mod local;
 
 /// Where the toolbox is mounted in container 0 (and what the local driver maps to the host).
 pub const TOOLBOX_DIR: &str = "/mnt/agola";
@@ -168,6 +170,11 @@ pub trait Pod: Send + Sync {
     fn id(&self) -> &str;
     fn executor_id(&self) -> &str;
     fn task_id(&self) -> &str;
+    /// True when the driver cannot run commands as another user (local): the executor then
+    /// passes no user to the toolbox.
+    fn ignores_user(&self) -> bool {
+        false
+    }
     /// Stops every container (running execs end); idempotent.
     async fn stop(&self) -> DriverResult<()>;
     /// Removes the pod and everything it owns (containers, volumes, directories); idempotent.
@@ -199,14 +206,6 @@ pub trait Driver: Send + Sync {
     fn dynamic(&self) -> bool {
         false
     }
-}
-
-/// Reads a whole stream into memory (small outputs: toolbox paths, renderings).
-pub async fn read_all(mut r: impl AsyncRead + Unpin) -> std::io::Result<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).await?;
-    Ok(out)
 }
 
 /// Finds the toolbox binary for `arch` in `dir`: `agola-toolbox-linux-<arch>`.

@@ -21,6 +21,8 @@ pub struct Cli {
 enum Command {
     /// Serve the selected components in one process.
     Serve(ServeArgs),
+    /// Run a repository's pipeline with no server (in-process services, embedded storage).
+    Run(crate::run::RunArgs),
     /// Print the version.
     Version,
 }
@@ -46,16 +48,27 @@ pub struct ServeArgs {
 }
 
 impl Cli {
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Runs the command; returns the process exit code.
+    pub async fn run(self) -> anyhow::Result<u8> {
         match self.command {
             Command::Version => {
                 println!("agola {}", env!("CARGO_PKG_VERSION"));
-                Ok(())
+                Ok(0)
             }
             Command::Serve(args) => {
                 let components = Component::parse_list(&args.components)?;
                 let config = Config::load(&args, std::env::vars())?;
-                crate::serve::run(config, components).await
+                crate::serve::run(config, components).await?;
+                Ok(0)
+            }
+            Command::Run(args) => {
+                // Services log warnings only: the terminal shows the run's progress.
+                let telemetry = agola_common::telemetry::TelemetryConfig {
+                    log_filter: "warn".into(),
+                    ..Default::default()
+                };
+                let _telemetry = agola_common::telemetry::init(&telemetry)?;
+                crate::run::run(args).await
             }
         }
     }

@@ -16,10 +16,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     match runtime.block_on(cli.run()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("agola: {e:#}");
-            std::process::ExitCode::FAILURE
+            // Bad input or a broken setup: the same code as a run with a setup error.
+            std::process::ExitCode::from(2)
         }
     }
 }

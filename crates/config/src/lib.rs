@@ -30,6 +30,7 @@ mod decode;
 mod error;
 mod generate;
 mod node;
+pub mod proto;
 mod runconfig;
 mod source;
 mod validate;

@@ -19,17 +19,7 @@ pub enum DriverType {
     Local,
 }
 
-/// When task images are pulled (docker driver).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum PullPolicy {
-    /// Always pull (only users with registry credentials can use private images, even when
-    /// cached on the host).
-    #[default]
-    Always,
-    /// Use a local image when present, pull otherwise (machines without registry access).
-    IfNotPresent,
-}
+pub use crate::driver::docker::PullPolicy;
 
 /// The driver section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

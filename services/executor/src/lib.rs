@@ -108,22 +108,42 @@ fn toolbox_dir(config: &Config) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("toolbox"))
 }
 
+async fn local_driver(config: &Config, id: &str, data_dir: &Path) -> Result<Arc<dyn Driver>> {
+    let d = driver::local::LocalDriver::new(driver::local::LocalDriverConfig {
+        executor_id: id.to_owned(),
+        data_dir: data_dir.to_owned(),
+        toolbox_dir: toolbox_dir(config),
+    })?;
+    d.setup().await?;
+    Ok(Arc::new(d))
+}
+
+/// The docker driver, once the daemon answered.
+async fn docker_driver(config: &Config, id: &str) -> Result<Arc<dyn Driver>> {
+    let d = driver::docker::DockerDriver::new(driver::docker::DockerDriverConfig {
+        executor_id: id.to_owned(),
+        toolbox_dir: toolbox_dir(config),
+        init_image: config.init_image.clone(),
+        pull_policy: config.driver.pull_policy,
+        socket: config.driver.socket.clone().filter(|s| !s.is_empty()),
+    })
+    .await?;
+    d.setup().await?;
+    Ok(Arc::new(d))
+}
+
 async fn make_driver(config: &Config, id: &str, data_dir: &Path) -> Result<Arc<dyn Driver>> {
     let driver: Arc<dyn Driver> = match config.driver.kind {
-        DriverType::Local | DriverType::Auto => Arc::new(driver::local::LocalDriver::new(
-            driver::local::LocalDriverConfig {
-                executor_id: id.to_owned(),
-                data_dir: data_dir.to_owned(),
-                toolbox_dir: toolbox_dir(config),
-            },
-        )?),
-        DriverType::Docker => {
-            return Err(Error::Config(
-                "driver.type docker: the docker driver is not part of this build yet; use driver.type local".into(),
-            ));
-        }
+        DriverType::Local => local_driver(config, id, data_dir).await?,
+        DriverType::Docker => docker_driver(config, id).await?,
+        DriverType::Auto => match docker_driver(config, id).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::info!(error = %e, "no docker daemon answers: using the local driver");
+                local_driver(config, id, data_dir).await?
+            }
+        },
     };
-    driver.setup().await?;
     Ok(driver)
 }
 

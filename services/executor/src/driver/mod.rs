@@ -6,6 +6,8 @@
 //! The trait is ready for executor groups and dynamic executors (kubernetes), although the
 //! docker and local drivers report group = own id, siblings = itself, not dynamic.
 
+pub mod docker;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -66,19 +66,7 @@ fi
 
 # --- a local busybox image (no registry is reachable) -------------------------------------
 export AGOLA_TEST_BUSYBOX_IMAGE=local/busybox:latest
-if ! docker image inspect "$AGOLA_TEST_BUSYBOX_IMAGE" >/dev/null 2>&1; then
-  rootfs="$STATE_DIR/busybox-rootfs"
-  mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc" "$rootfs/root"
-  cp /bin/busybox "$rootfs/bin/busybox"
-  for applet in $("$rootfs/bin/busybox" --list); do
-    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
-  done
-  echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-  echo 'root:x:0:' >"$rootfs/etc/group"
-  tar -C "$rootfs" -c . | docker import -c 'CMD ["/bin/sh"]' - "$AGOLA_TEST_BUSYBOX_IMAGE" >/dev/null
-  docker tag "$AGOLA_TEST_BUSYBOX_IMAGE" busybox:stable
-fi
-
+bash scripts/import-busybox.sh
 
 # --- the toolbox binary (static), used by the executor drivers in tests -------------------
 bash scripts/build-toolbox.sh "$CARGO_TARGET_DIR/toolbox" >&2

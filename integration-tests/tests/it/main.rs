@@ -1,5 +1,6 @@
 //! End-to-end tests: one test binary with modules, to keep link time down.
 
+mod agola_run;
 mod common;
 mod executor;
 mod infra;

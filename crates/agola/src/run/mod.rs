@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// Tasks run at once (default: the number of CPUs, at least 2).
     #[arg(long)]
     pub parallelism: Option<u32>,
+    /// Directory holding `agola-toolbox-linux-<arch>` (default: `toolbox/` next to the agola
+    /// binary or one level up, where scripts/build-toolbox.sh puts it).
+    #[arg(long)]
+    pub toolbox_path: Option<PathBuf>,
 }
 
 /// Parses `--var` and `--var-file` into a map (later values win; `--var` wins over the file).
@@ -196,6 +200,9 @@ async fn start_mesh(args: &RunArgs, driver: agola_executor::DriverType) -> anyho
     };
     let mut config = Config::load(&serve_args, std::env::vars())?;
     config.executor.driver.kind = driver;
+    if let Some(p) = &args.toolbox_path {
+        config.executor.toolbox_path = Some(p.clone());
+    }
     // No registry may be reachable from a developer machine: use local images when present.
     config.executor.driver.pull_policy = agola_executor::PullPolicy::IfNotPresent;
     let parallelism = args.parallelism.unwrap_or_else(|| {
@@ -252,8 +259,31 @@ async fn wait_ready(api: &mut Api, mesh: &mut Mesh) -> anyhow::Result<()> {
     }
 }
 
-/// `agola run`: returns the process exit code.
+/// What a finished `agola run` produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The process exit code: 0 success, 1 failure, 2 setup error (the worst run).
+    pub code: u8,
+    /// The `--output json` document.
+    pub report: serde_json::Value,
+}
+
+/// `agola run`: prints progress (text) or the report (json); returns the exit code.
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let format = args.output;
+    let outcome = execute(args).await?;
+    if format == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome.report).unwrap_or_else(|_| "{}".into())
+        );
+    }
+    Ok(outcome.code)
+}
+
+/// Runs the pipeline; with `--output json` nothing is printed on stdout (the caller prints
+/// the report).
+pub async fn execute(args: RunArgs) -> anyhow::Result<Outcome> {
     let dir = args
         .dir
         .canonicalize()
@@ -371,7 +401,7 @@ async fn follow(
     approvals: &Approvals,
     format: OutputFormat,
     driver: agola_executor::DriverType,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Outcome> {
     let mut out = output::Progress::new(format, api.clone());
     out.start(&runs, driver);
     let mut stopped_waiting: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -380,7 +410,8 @@ async fn follow(
     // When only approval-waiting tasks remain, the run is stopped once nothing changed for
     // this long (tasks may still become ready in between scheduler passes).
     let idle_limit = Duration::from_millis(1500);
-    let mut idle_since: BTreeMap<String, (tokio::time::Instant, Vec<i32>)> = BTreeMap::new();
+    let mut idle_since: BTreeMap<String, (tokio::time::Instant, Vec<(String, i32)>)> =
+        BTreeMap::new();
     loop {
         let mut all_done = true;
         for (run, rc) in runs.iter_mut() {
@@ -434,7 +465,14 @@ async fn follow(
                 .values()
                 .any(|t| t.status == pbc::RunTaskStatus::Running as i32);
             if !waiting.is_empty() && !running && phase == pbc::RunPhase::Running {
-                let snapshot: Vec<i32> = run.tasks.values().map(|t| t.status).collect();
+                // Sorted by task id: the map's iteration order differs between reads.
+                let snapshot: Vec<(String, i32)> = run
+                    .tasks
+                    .iter()
+                    .map(|(id, t)| (id.clone(), t.status))
+                    .collect::<BTreeMap<_, _>>()
+                    .into_iter()
+                    .collect();
                 let entry = idle_since
                     .entry(run.id.clone())
                     .or_insert_with(|| (tokio::time::Instant::now(), snapshot.clone()));
@@ -495,7 +533,10 @@ async fn follow(
         .max()
         .unwrap_or(EXIT_SUCCESS);
     out.summary(&runs, &stopped_waiting);
-    Ok(code)
+    Ok(Outcome {
+        code,
+        report: output::report(&runs, &stopped_waiting),
+    })
 }
 
 async fn stop_run(api: &mut Api, run_id: &str) -> anyhow::Result<()> {

@@ -67,6 +67,10 @@ fn step_name(rc: &pbc::RunConfig, task_id: &str, i: usize) -> String {
         Some(S::SaveToWorkspace(_)) => "save_to_workspace".into(),
         Some(S::RestoreWorkspace(_)) => "restore_workspace".into(),
         Some(S::SaveCache(_)) => "save_cache".into(),
+        // `agola run` turns clone steps into a restore of the working tree.
+        Some(S::RestoreCache(c)) if c.keys.iter().any(|k| k.starts_with("agola-worktree-")) => {
+            "clone".into()
+        }
         Some(S::RestoreCache(_)) => "restore_cache".into(),
         None => format!("step {i}"),
     }
@@ -100,10 +104,10 @@ fn fmt_duration(d: Option<Duration>) -> String {
 pub struct Progress {
     format: OutputFormat,
     api: RunServiceClient<GrpcChannel>,
-    /// Last printed status per (run, task).
-    seen: BTreeMap<(String, String), i32>,
-    /// Steps whose log is being followed.
-    followed: BTreeSet<(String, String, usize)>,
+    /// Last seen status per (run, task).
+    seen: BTreeMap<(String, String), (i32, bool)>,
+    /// Tasks whose output is being followed.
+    followed: BTreeSet<(String, String)>,
     followers: Vec<JoinHandle<()>>,
     stdout: Arc<Mutex<std::io::Stdout>>,
 }
@@ -122,10 +126,7 @@ impl Progress {
 
     fn line(&self, text: &str) {
         if self.format == OutputFormat::Text {
-            let out = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
-            let mut out = out.lock();
-            let _ = writeln!(out, "{text}");
-            let _ = out.flush();
+            print_line(&self.stdout, text);
         }
     }
 
@@ -147,47 +148,45 @@ impl Progress {
         ));
     }
 
-    /// Prints what changed in `run` and follows the logs of steps that started.
+    /// Prints what changed in `run`; a task that started gets a follower that prints its
+    /// steps' output in order and then its final status.
     pub fn update(&mut self, run: &pbc::Run, rc: &pbc::RunConfig) {
         for (id, t) in &run.tasks {
             let key = (run.id.clone(), id.clone());
-            if self.seen.get(&key) != Some(&t.status) {
-                self.seen.insert(key, t.status);
-                let name = task_name(rc, id);
-                let mut text = format!("[{}] {name}: {}", rc.name, task_status(t.status));
-                if task_status(t.status) != "running" && t.end_time.is_some() {
-                    text.push_str(&format!(
-                        " ({})",
-                        fmt_duration(duration(t.start_time.as_ref(), t.end_time.as_ref()))
-                    ));
+            let waiting = t.waiting_approval && !t.approved;
+            let prev = self.seen.insert(key.clone(), (t.status, waiting));
+            let changed = prev != Some((t.status, waiting));
+            let ran = t
+                .setup_step
+                .as_ref()
+                .is_some_and(|s| s.phase != pbc::ExecutorTaskPhase::Notstarted as i32);
+            if ran {
+                if self.followed.insert(key) && self.format == OutputFormat::Text {
+                    self.line(&format!("[{}] {}: started", rc.name, task_name(rc, id)));
+                    self.followers.push(tokio::spawn(follow_task(
+                        self.api.clone(),
+                        run.id.clone(),
+                        id.clone(),
+                        rc.clone(),
+                        self.stdout.clone(),
+                    )));
+                }
+                continue;
+            }
+            if changed && (t.status != pbc::RunTaskStatus::Notstarted as i32 || waiting) {
+                let mut text = format!(
+                    "[{}] {}: {}",
+                    rc.name,
+                    task_name(rc, id),
+                    task_status(t.status)
+                );
+                if waiting {
+                    text = format!("[{}] {}: waiting for approval", rc.name, task_name(rc, id));
                 }
                 if !t.fail_error.is_empty() {
                     text.push_str(&format!(": {}", t.fail_error));
                 }
-                if t.waiting_approval && !t.approved {
-                    text.push_str(" (waiting for approval)");
-                }
                 self.line(&text);
-            }
-            if self.format != OutputFormat::Text {
-                continue;
-            }
-            for (i, s) in t.steps.iter().enumerate() {
-                if s.phase == pbc::ExecutorTaskPhase::Notstarted as i32 {
-                    continue;
-                }
-                let fkey = (run.id.clone(), id.clone(), i);
-                if self.followed.insert(fkey) {
-                    let prefix = format!("{} | {} | ", task_name(rc, id), step_name(rc, id, i));
-                    self.followers.push(tokio::spawn(follow_log(
-                        self.api.clone(),
-                        run.id.clone(),
-                        id.clone(),
-                        i,
-                        prefix,
-                        self.stdout.clone(),
-                    )));
-                }
             }
         }
     }
@@ -212,15 +211,8 @@ impl Progress {
         stopped_waiting: &BTreeMap<String, Vec<String>>,
     ) {
         match self.format {
-            OutputFormat::Json => {
-                let runs: Vec<serde_json::Value> = runs
-                    .iter()
-                    .map(|(run, rc)| run_json(run, rc, stopped_waiting.get(&run.id)))
-                    .collect();
-                let text = serde_json::to_string_pretty(&json!({ "runs": runs }))
-                    .unwrap_or_else(|_| "{}".into());
-                println!("{text}");
-            }
+            // The caller prints the report.
+            OutputFormat::Json => {}
             OutputFormat::Text => {
                 for (run, rc) in runs {
                     self.line("");
@@ -293,6 +285,18 @@ impl Progress {
     }
 }
 
+/// The `--output json` document: one entry per run.
+pub fn report(
+    runs: &[(pbc::Run, pbc::RunConfig)],
+    stopped_waiting: &BTreeMap<String, Vec<String>>,
+) -> serde_json::Value {
+    let runs: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|(run, rc)| run_json(run, rc, stopped_waiting.get(&run.id)))
+        .collect();
+    json!({ "runs": runs })
+}
+
 fn run_json(
     run: &pbc::Run,
     rc: &pbc::RunConfig,
@@ -341,18 +345,86 @@ fn run_json(
     out
 }
 
-/// Streams one step's log with `prefix` on every line.
-async fn follow_log(
+fn print_line(stdout: &Mutex<std::io::Stdout>, text: &str) {
+    let out = stdout.lock().unwrap_or_else(|p| p.into_inner());
+    let mut out = out.lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn finished(status: i32) -> bool {
+    use pbc::RunTaskStatus as S;
+    matches!(
+        S::try_from(status),
+        Ok(S::Skipped | S::Cancelled | S::Stopped | S::Success | S::Failed)
+    )
+}
+
+/// Prints one task's step logs in order, each line prefixed with `task | step | `, then the
+/// task's final status.
+async fn follow_task(
     mut api: RunServiceClient<GrpcChannel>,
     run_id: String,
     task_id: String,
-    step: usize,
-    prefix: String,
+    rc: pbc::RunConfig,
     stdout: Arc<Mutex<std::io::Stdout>>,
 ) {
+    let name = task_name(&rc, &task_id);
+    let mut next = 0;
+    loop {
+        let Ok(resp) = api
+            .get_run(pb::GetRunRequest {
+                run_id: run_id.clone(),
+                change_groups: vec![],
+            })
+            .await
+        else {
+            return;
+        };
+        let Some(t) = resp
+            .into_inner()
+            .run
+            .and_then(|r| r.tasks.get(&task_id).cloned())
+        else {
+            return;
+        };
+        if let Some(s) = t.steps.get(next)
+            && s.phase != pbc::ExecutorTaskPhase::Notstarted as i32
+        {
+            let prefix = format!("{name} | {} | ", step_name(&rc, &task_id, next));
+            follow_log(&mut api, &run_id, &task_id, next, &prefix, &stdout).await;
+            next += 1;
+            continue;
+        }
+        if finished(t.status) {
+            let mut text = format!(
+                "[{}] {name}: {} ({})",
+                rc.name,
+                task_status(t.status),
+                fmt_duration(duration(t.start_time.as_ref(), t.end_time.as_ref()))
+            );
+            if !t.fail_error.is_empty() {
+                text.push_str(&format!(": {}", t.fail_error));
+            }
+            print_line(&stdout, &text);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Streams one step's log with `prefix` on every line.
+async fn follow_log(
+    api: &mut RunServiceClient<GrpcChannel>,
+    run_id: &str,
+    task_id: &str,
+    step: usize,
+    prefix: &str,
+    stdout: &Mutex<std::io::Stdout>,
+) {
     let req = pb::GetLogsRequest {
-        run_id,
-        task_id,
+        run_id: run_id.to_owned(),
+        task_id: task_id.to_owned(),
         setup: false,
         step: Some(step as i32),
         follow: true,
@@ -364,11 +436,7 @@ async fn follow_log(
     let mut pending: Vec<u8> = Vec::new();
     let print = |line: &[u8]| {
         let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches('\r');
-        let out = stdout.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = out.lock();
-        let _ = writeln!(out, "{prefix}{text}");
-        let _ = out.flush();
+        print_line(stdout, &format!("{prefix}{}", text.trim_end_matches('\r')));
     };
     while let Some(Ok(chunk)) = stream.next().await {
         pending.extend_from_slice(&chunk.data);

@@ -25,13 +25,25 @@ fn start_executor(
     ShutdownTrigger,
     tokio::task::JoinHandle<agola_executor::Result<()>>,
 ) {
+    start_executor_with(runservice_url, data_dir, agola_executor::DriverType::Local)
+}
+
+fn start_executor_with(
+    runservice_url: &str,
+    data_dir: &std::path::Path,
+    driver: agola_executor::DriverType,
+) -> (
+    ShutdownTrigger,
+    tokio::task::JoinHandle<agola_executor::Result<()>>,
+) {
     let config = agola_executor::Config {
         data_dir: Some(data_dir.to_owned()),
         runservice_url: runservice_url.to_owned(),
         toolbox_path: Some(infra::toolbox_dir()),
         driver: agola_executor::config::DriverConfig {
-            kind: agola_executor::DriverType::Local,
-            ..Default::default()
+            kind: driver,
+            socket: (driver == agola_executor::DriverType::Docker).then(infra::docker_socket),
+            pull_policy: agola_executor::PullPolicy::IfNotPresent,
         },
         active_tasks_limit: 4,
         ..Default::default()
@@ -86,9 +98,19 @@ fn finished(run: &pbc::Run) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_executor_runs_a_dag_with_workspace_cache_and_failure_branch() {
+    dag_with_workspace_cache_and_failure_branch(agola_executor::DriverType::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_executor_runs_a_dag_with_workspace_cache_and_failure_branch() {
+    let _ = infra::busybox_image();
+    dag_with_workspace_cache_and_failure_branch(agola_executor::DriverType::Docker).await;
+}
+
+async fn dag_with_workspace_cache_and_failure_branch(driver: agola_executor::DriverType) {
     let mut s = serve(60).await;
     let exec_dir = tempfile::tempdir().expect("tempdir");
-    let (stop_exec, exec) = start_executor(&s.url, exec_dir.path());
+    let (stop_exec, exec) = start_executor_with(&s.url, exec_dir.path(), driver);
     let cache_key = infra::unique_name("k");
 
     let build = with_steps(

@@ -102,9 +102,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -152,7 +154,11 @@ fn main() {
     );
 
     if docker_available() {
-        let raw_docker = raw_spawns(m, "docker", &["run", "--rm", "local/busybox:latest", "true"]);
+        let raw_docker = raw_spawns(
+            m,
+            "docker",
+            &["run", "--rm", "local/busybox:latest", "true"],
+        );
         let docker_chain = repo(&config(m, true, "true"));
         let t_docker = runtime.block_on(agola_run(docker_chain.path(), DriverChoice::Docker));
         println!(
@@ -164,7 +170,9 @@ fn main() {
             ms(raw_docker) / m as f64
         );
     } else {
-        println!("docker: skipped (no daemon answers or local/busybox:latest is missing; scripts/test.sh starts both)");
+        println!(
+            "docker: skipped (no daemon answers or local/busybox:latest is missing; scripts/test.sh starts both)"
+        );
     }
 
     let bytes = log_mb * 1_000_000;

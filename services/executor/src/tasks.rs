@@ -325,6 +325,7 @@ impl Tasks {
                         finished_at: None,
                     },
                 );
+                tracing::debug!(task_id = %et.id, "task accepted");
                 let tasks = self.clone();
                 tokio::spawn(async move {
                     let id = et.id.clone();
@@ -582,4 +583,5 @@ async fn execute_task(
     status.phase = final_phase as i32;
     status.end_time = Some(now_ts());
     tasks.report(&id, status).await;
+    tracing::debug!(task_id = %id, phase = ?final_phase, "task finished");
 }

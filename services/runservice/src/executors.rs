@@ -273,15 +273,22 @@ impl Hub {
     /// Schedules a run (the IO around the pure planner).
     pub async fn schedule(&self, run_id: &str, now: Time, alive_timeout: Duration) -> Result<()> {
         let rc = self.runs.get_run_config(run_id).await?;
-        match self
-            .runs
-            .store()
-            .schedule_run(run_id, &rc, now, alive_timeout)
-            .await
-        {
-            Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.into()),
+        // A pass that lost a race with another save of the run is retried at once (a few
+        // times): waiting for the next periodic pass would add its whole interval to the
+        // latency of every task.
+        for _ in 0..5 {
+            match self
+                .runs
+                .store()
+                .schedule_run(run_id, &rc, now, alive_timeout)
+                .await
+            {
+                Ok(o) if o.conflict => continue,
+                Ok(_) | Err(StoreError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(())
     }
 
     /// ET cleaner pass (spec 20 §6.4). Returns the runs to schedule.

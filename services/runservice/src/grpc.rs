@@ -27,6 +27,9 @@ pub struct ExecutorControl {
     pub hub: Hub,
     pub blobs: Blobs,
     pub alive_timeout: Duration,
+    /// Wakes the fetcher when a log is complete (its task's ET can then be deleted at once,
+    /// freeing the executor's slot, instead of at the next periodic pass).
+    pub fetch_kick: std::sync::Arc<tokio::sync::Notify>,
 }
 
 fn down_to_pb(d: Down) -> pb::ConnectResponse {
@@ -135,6 +138,7 @@ impl ExecutorControlService for ExecutorControl {
         self.hub.register(executor, tx, chrono::Utc::now()).await?;
         let hub = self.hub.clone();
         let alive = self.alive_timeout;
+        let kick = self.fetch_kick.clone();
         tokio::spawn(async move {
             while let Some(msg) = up.next().await {
                 let Ok(msg) = msg else { break };
@@ -161,10 +165,18 @@ impl ExecutorControlService for ExecutorControl {
                             .and_then(|s| convert::task_status_from_pb(s, None))
                         {
                             Ok(status) => match hub
-                                .task_status(&executor_id, &ts.task_id, status, now)
+                                .task_status(&executor_id, &ts.task_id, status.clone(), now)
                                 .await
                             {
-                                Ok(Some(run_id)) => hub.schedule(&run_id, now, alive).await,
+                                // Only a finished task can make others ready; progress reports
+                                // were already applied to the run by `task_status`.
+                                Ok(Some(run_id)) if status.phase.is_finished() => {
+                                    // ET and run are both saved as finished now: the fetcher
+                                    // can free the executor's slot if the logs are in.
+                                    kick.notify_one();
+                                    hub.schedule(&run_id, now, alive).await
+                                }
+                                Ok(Some(_)) => Ok(()),
                                 Ok(None) => Ok(()),
                                 Err(e) => Err(e),
                             },
@@ -309,6 +321,7 @@ impl ExecutorControlService for ExecutorControl {
         let kind = LogKind::from_wire(header.setup, header.step)?;
         let task_id = header.task_id;
         let blobs = self.blobs.clone();
+        let kick = self.fetch_kick.clone();
         // The first ack tells a reconnecting executor where to resume.
         let acked = blobs.acked_offset(&task_id, kind).await?;
         let (tx, rx) = mpsc::channel(16);
@@ -331,6 +344,9 @@ impl ExecutorControlService for ExecutorControl {
                     Some(pb::upload_log_request::Payload::End(end)) => {
                         match blobs.complete_log(&task_id, kind, end.final_size).await {
                             Ok(done) => blobs.acked_offset(&task_id, kind).await.map(|a| {
+                                if done {
+                                    kick.notify_one();
+                                }
                                 pb::UploadLogResponse {
                                     acked_offset: if done { end.final_size } else { a },
                                     completed: done,

@@ -116,12 +116,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
     let hub = executors::Hub::new(runs.clone());
     let blobs = blobs::Blobs::new(ost);
     let alive = Duration::from_secs(config.executor_alive_timeout_secs);
+    let fetch_kick = std::sync::Arc::new(tokio::sync::Notify::new());
     loops::start(
         loops::Loops {
             runs: runs.clone(),
             hub: hub.clone(),
             blobs: blobs.clone(),
             executor_clients: pull::ExecutorClients::new(config.internal_token.clone()),
+            fetch_kick: fetch_kick.clone(),
             alive_timeout: alive,
             dead_timeout: Duration::from_secs(config.executor_dead_timeout_secs),
             schedule_interval: Duration::from_millis(config.schedule_interval_ms.max(10)),
@@ -134,6 +136,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
             hub,
             blobs: blobs.clone(),
             alive_timeout: alive,
+            fetch_kick,
         }))
         .add_service(RunServiceServer::new(grpc_runs::RunApi { runs, blobs }))
         .add_descriptor_set(agola_proto::FILE_DESCRIPTOR_SET)

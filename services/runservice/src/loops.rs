@@ -20,6 +20,8 @@ pub struct Loops {
     pub hub: Hub,
     pub blobs: Blobs,
     pub executor_clients: crate::pull::ExecutorClients,
+    /// Notified when a log upload completed: run a fetcher pass now.
+    pub fetch_kick: std::sync::Arc<tokio::sync::Notify>,
     pub alive_timeout: Duration,
     pub dead_timeout: Duration,
     pub schedule_interval: Duration,
@@ -72,6 +74,16 @@ impl Loops {
                         tracing::warn!(error = %e, "fetcher pass failed");
                     }
                     self.schedule_all().await;
+                }
+                _ = self.fetch_kick.notified() => {
+                    // A log completed: its ET may be deletable now; the runs it touched are
+                    // scheduled at once (a freed executor slot, a finished run).
+                    match crate::fetcher::fetch_pass(&self.runs, &self.blobs, &self.executor_clients, chrono::Utc::now()).await {
+                        Ok(runs) => for r in runs {
+                            let _ = self.hub.schedule(&r, chrono::Utc::now(), self.alive_timeout).await;
+                        },
+                        Err(e) => tracing::warn!(error = %e, "fetcher pass failed"),
+                    }
                 }
                 _ = cleaner.tick() => {
                     match self.hub.clean_tasks(chrono::Utc::now()).await {
@@ -134,7 +146,12 @@ impl Loops {
                             else {
                                 continue;
                             };
-                            if let Err(e) = self.hub.push_task(&et).await {
+                            // Only the spec matters to the executor: push a new ET and a stop
+                            // order; the executor's own status reports are not echoed back.
+                            let stop_order = et.spec.stop && !et.status.phase.is_finished();
+                            if (ev.kv.version == 1 || stop_order)
+                                && let Err(e) = self.hub.push_task(&et).await
+                            {
                                 tracing::warn!(task = %et.id, error = %e, "pushing a task failed");
                             }
                             if et.status.phase.is_finished() {

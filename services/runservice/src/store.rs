@@ -67,6 +67,8 @@ pub struct ScheduleOutcome {
     /// ETs given `spec.stop`.
     pub stopped: Vec<String>,
     pub blocked: Option<(String, NoExecutor)>,
+    /// The run changed while the pass computed: nothing was saved; the caller may retry.
+    pub conflict: bool,
 }
 
 /// The runservice's live state in KV.
@@ -361,7 +363,8 @@ impl Store {
                     outcome.event = ev;
                 }
                 Err(StoreError::Concurrency(what)) => {
-                    tracing::debug!(%what, "run modified during the pass; the next one retries");
+                    tracing::debug!(%what, "run modified during the pass");
+                    outcome.conflict = true;
                     return Ok(outcome);
                 }
                 Err(e) => return Err(e),

@@ -8,7 +8,9 @@
 //!   `<pod dir>/tmp` (so the toolbox's `createfile` writes inside it); the rest of the
 //!   environment is not inherited from the executor except `PATH`, so a step sees the same
 //!   variables whatever the executor was started with.
-//! - `/mnt/agola/agola-toolbox` in a command is mapped to the host toolbox binary.
+//! - `/mnt/agola/agola-toolbox` in a command is mapped to the host toolbox binary; its
+//!   `expanddir`, `mkdir` and `createfile` subcommands run in-process with the toolbox
+//!   library (same semantics, `~` = the pod's home), which saves a process spawn each.
 //! - Each exec runs in its own process group, recorded in `<pod dir>/pgids` while it runs, so
 //!   a restarted executor can still kill the processes of a pod it finds on disk; `stop`
 //!   sends SIGTERM to every group of the pod and SIGKILL 10 s later.
@@ -355,6 +357,10 @@ impl Pod for LocalPod {
     }
 
     async fn exec(&self, config: ExecConfig) -> DriverResult<Box<dyn ContainerExec>> {
+        let config = match self.in_process(config) {
+            Ok(exec) => return Ok(exec),
+            Err(config) => *config,
+        };
         let mut command = self.host_command(&config.cmd)?;
         let home = self.dir.join("home");
         command
@@ -432,6 +438,137 @@ impl Pod for LocalPod {
             dir: self.dir.clone(),
             groups: self.groups.clone(),
         }))
+    }
+}
+
+impl LocalPod {
+    /// `~` = the pod's home; relative paths against the exec's working dir (else the home).
+    fn expand(&self, dir: &str, working_dir: &str) -> Result<PathBuf, String> {
+        let home = self.dir.join("home");
+        let expanded =
+            agola_toolbox::paths::expand_tilde_with(Path::new(dir), &|user| match user {
+                None => Ok(home.clone()),
+                Some(u) => Err(agola_toolbox::Error::InvalidInput(format!(
+                    "~{u}: other users' homes are unknown to the local driver"
+                ))),
+            })
+            .map_err(|e| e.to_string())?;
+        let base = if working_dir.is_empty() {
+            home.clone()
+        } else {
+            PathBuf::from(working_dir)
+        };
+        Ok(agola_toolbox::paths::absolute_from(&base, &expanded))
+    }
+
+    /// Runs the toolbox's file subcommands in-process; gives the config back for anything
+    /// else.
+    fn in_process(&self, config: ExecConfig) -> Result<Box<dyn ContainerExec>, Box<ExecConfig>> {
+        let Some((prog, args)) = config.cmd.split_first() else {
+            return Err(Box::new(config));
+        };
+        let Some((sub, args)) = args.split_first().filter(|_| prog == TOOLBOX_BIN) else {
+            return Err(Box::new(config));
+        };
+        let mut stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> = None;
+        let work: WorkFuture = match sub.as_str() {
+            "expanddir" => {
+                let res = match args {
+                    [dir] => self
+                        .expand(dir, &config.working_dir)
+                        .map(|p| p.into_os_string().into_encoded_bytes()),
+                    _ => Err("usage: expanddir DIR".into()),
+                };
+                Box::pin(async move { res })
+            }
+            "mkdir" => {
+                let res = args
+                    .iter()
+                    .map(|d| {
+                        let p = self.expand(d, &config.working_dir)?;
+                        std::fs::create_dir_all(&p)
+                            .map_err(|e| format!("mkdir {}: {e}", p.display()))
+                    })
+                    .collect::<Result<Vec<()>, String>>()
+                    .map(|_| Vec::new());
+                Box::pin(async move { res })
+            }
+            "createfile" if args.is_empty() => {
+                let path = self
+                    .dir
+                    .join("tmp")
+                    .join(format!("agola-{}", uuid::Uuid::new_v4()));
+                let (writer, reader) = tokio::io::duplex(64 * 1024);
+                stdin = Some(Box::new(writer));
+                Box::pin(create_file(path, reader))
+            }
+            _ => return Err(Box::new(config)),
+        };
+        Ok(Box::new(InProcessExec {
+            stdin,
+            work,
+            stdout: config.stdout,
+            stderr: config.stderr,
+        }))
+    }
+}
+
+type WorkFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send>>;
+
+/// `createfile`: stdin into a new file; the output is its path.
+async fn create_file(path: PathBuf, mut input: tokio::io::DuplexStream) -> Result<Vec<u8>, String> {
+    let mut content = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut input, &mut content)
+        .await
+        .map_err(|e| format!("reading stdin: {e}"))?;
+    tokio::fs::write(&path, content)
+        .await
+        .map_err(|e| format!("createfile {}: {e}", path.display()))?;
+    Ok(path.into_os_string().into_encoded_bytes())
+}
+
+/// A toolbox subcommand run in-process: output (or the error) goes to the sinks as the
+/// toolbox binary would print it; exit code 0 or 1.
+struct InProcessExec {
+    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    work: WorkFuture,
+    stdout: Box<dyn AsyncWrite + Send + Unpin>,
+    stderr: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+}
+
+#[async_trait]
+impl ContainerExec for InProcessExec {
+    fn take_stdin(&mut self) -> Option<Box<dyn AsyncWrite + Send + Unpin>> {
+        self.stdin.take()
+    }
+
+    async fn wait(mut self: Box<Self>) -> DriverResult<i32> {
+        // An untaken stdin is closed, so `createfile` sees end of input.
+        self.stdin = None;
+        let this = *self;
+        let mut stdout = this.stdout;
+        let code = match this.work.await {
+            Ok(out) => {
+                let _ = stdout.write_all(&out).await;
+                0
+            }
+            Err(msg) => {
+                let line = format!("agola-toolbox: {msg}\n");
+                match this.stderr {
+                    Some(mut e) => {
+                        let _ = e.write_all(line.as_bytes()).await;
+                        let _ = e.flush().await;
+                    }
+                    None => {
+                        let _ = stdout.write_all(line.as_bytes()).await;
+                    }
+                }
+                1
+            }
+        };
+        let _ = stdout.flush().await;
+        Ok(code)
     }
 }
 

@@ -134,6 +134,10 @@ impl GrpcServer {
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), ApiError> {
         let (routes, token) = self.into_routes().await?;
         tonic::transport::Server::builder()
+            // HTTP/2's default 64 KiB windows cap a stream at one window per round trip; logs,
+            // archives and caches are streamed in 1 MiB chunks.
+            .initial_stream_window_size(Some(STREAM_WINDOW))
+            .initial_connection_window_size(Some(CONNECTION_WINDOW))
             .layer(TraceContextServerLayer)
             .layer(InternalAuthLayer::new(token))
             .add_routes(routes)
@@ -228,6 +232,11 @@ where
 /// added to every request.
 pub type GrpcChannel = ClientHeaders<Channel>;
 
+/// HTTP/2 flow-control windows of every agola gRPC server and client (per stream and per
+/// connection); large enough for 1 MiB chunks to flow without waiting for window updates.
+const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// Builds a [`GrpcChannel`] to `url` (`http://host:port`). It connects on first use and
 /// reconnects by itself, so services may start in any order.
 pub fn connect(url: &str, internal_token: Option<&str>) -> Result<GrpcChannel, ApiError> {
@@ -235,6 +244,8 @@ pub fn connect(url: &str, internal_token: Option<&str>) -> Result<GrpcChannel, A
         .map_err(|e| ApiError::bad_request(format!("invalid service url {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_while_idle(true);
     Ok(ClientHeaders::new(endpoint.connect_lazy(), internal_token))

@@ -143,6 +143,19 @@ impl Blobs {
         offset: u64,
         data: &[u8],
     ) -> Result<u64, RunError> {
+        self.store_log_part(task_id, kind, offset, data).await?;
+        self.acked_offset(task_id, kind).await
+    }
+
+    /// Stores one uploaded part without recomputing the acknowledged offset (an upload
+    /// stream tracks it itself: listing the parts for every chunk is quadratic).
+    pub async fn store_log_part(
+        &self,
+        task_id: &str,
+        kind: LogKind,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), RunError> {
         check_task_id(task_id)?;
         if !data.is_empty() {
             let path = format!("{}{offset:020}", parts_prefix(task_id, kind));
@@ -151,7 +164,7 @@ impl Blobs {
                 .await
                 .map_err(storage_err)?;
         }
-        self.acked_offset(task_id, kind).await
+        Ok(())
     }
 
     async fn parts(

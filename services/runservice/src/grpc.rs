@@ -323,7 +323,7 @@ impl ExecutorControlService for ExecutorControl {
         let blobs = self.blobs.clone();
         let kick = self.fetch_kick.clone();
         // The first ack tells a reconnecting executor where to resume.
-        let acked = blobs.acked_offset(&task_id, kind).await?;
+        let mut acked = blobs.acked_offset(&task_id, kind).await?;
         let (tx, rx) = mpsc::channel(16);
         let _ = tx
             .send(Ok(pb::UploadLogResponse {
@@ -334,13 +334,28 @@ impl ExecutorControlService for ExecutorControl {
         tokio::spawn(async move {
             while let Ok(Some(msg)) = stream.message().await {
                 let resp = match msg.payload {
-                    Some(pb::upload_log_request::Payload::Chunk(c)) => blobs
-                        .put_log_part(&task_id, kind, c.offset, &c.data)
-                        .await
+                    Some(pb::upload_log_request::Payload::Chunk(c)) => {
+                        let end = c.offset + c.data.len() as u64;
+                        match blobs
+                            .store_log_part(&task_id, kind, c.offset, &c.data)
+                            .await
+                        {
+                            // Contiguous with what is acknowledged: extend it without
+                            // listing the parts again.
+                            Ok(()) if c.offset <= acked => {
+                                acked = acked.max(end);
+                                Ok(acked)
+                            }
+                            Ok(()) => blobs.acked_offset(&task_id, kind).await.inspect(|a| {
+                                acked = *a;
+                            }),
+                            Err(e) => Err(e),
+                        }
                         .map(|acked| pb::UploadLogResponse {
                             acked_offset: acked,
                             completed: false,
-                        }),
+                        })
+                    }
                     Some(pb::upload_log_request::Payload::End(end)) => {
                         match blobs.complete_log(&task_id, kind, end.final_size).await {
                             Ok(done) => blobs.acked_offset(&task_id, kind).await.map(|a| {

@@ -237,18 +237,41 @@ pub type GrpcChannel = ClientHeaders<Channel>;
 const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
-/// Builds a [`GrpcChannel`] to `url` (`http://host:port`). It connects on first use and
+/// Builds a [`GrpcChannel`] to `url` (`http://host:port`), or to several instances of one
+/// service given as a comma-separated list: requests are balanced over the instances that
+/// answer, so one instance going away does not stop the caller. It connects on first use and
 /// reconnects by itself, so services may start in any order.
 pub fn connect(url: &str, internal_token: Option<&str>) -> Result<GrpcChannel, ApiError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+    let urls: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let endpoints = urls
+        .iter()
+        .map(|u| endpoint(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let channel = match endpoints.len() {
+        0 => {
+            return Err(ApiError::bad_request(format!(
+                "invalid service url {url:?}: empty"
+            )));
+        }
+        1 => endpoints[0].connect_lazy(),
+        _ => Channel::balance_list(endpoints.into_iter()),
+    };
+    Ok(ClientHeaders::new(channel, internal_token))
+}
+
+fn endpoint(url: &str) -> Result<Endpoint, ApiError> {
+    Ok(Endpoint::from_shared(url.to_owned())
         .map_err(|e| ApiError::bad_request(format!("invalid service url {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_while_idle(true);
-    Ok(ClientHeaders::new(endpoint.connect_lazy(), internal_token))
+        .keep_alive_while_idle(true))
 }
 
 /// Client-side service adding `authorization: bearer <token>` and the trace context.

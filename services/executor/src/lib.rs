@@ -182,7 +182,21 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
 
     // The stream outlives the server by the shutdown grace, so stopped tasks are reported.
     let (stream_stop, stream_shutdown) = Shutdown::new();
-    let stream_task = tokio::spawn(stream::run(tasks.clone(), identity, stream_shutdown));
+    // The stream goes to the first runservice URL that answers, in the configured order (the
+    // other calls are balanced over every instance).
+    let stream_clients = config
+        .runservice_url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| runservice::client(u, config.internal_token.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
+    let stream_task = tokio::spawn(stream::run(
+        tasks.clone(),
+        stream_clients,
+        identity,
+        stream_shutdown,
+    ));
     let cleaner_tasks = tasks.clone();
     let cleaner_shutdown = shutdown.clone();
     let cleaner = tokio::spawn(async move {

@@ -11,6 +11,7 @@ use agola_proto::runservice::v1 as pb;
 use tokio::sync::mpsc;
 
 use crate::driver::Arch;
+use crate::runservice::RunserviceClient;
 use crate::tasks::Tasks;
 
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -69,18 +70,32 @@ async fn executor_pb(tasks: &Tasks, id: &Identity) -> pbc::Executor {
     }
 }
 
-/// Runs the stream until shutdown, reconnecting as needed.
-pub async fn run(tasks: Arc<Tasks>, identity: Identity, shutdown: Shutdown) {
+/// Runs the stream until shutdown, reconnecting as needed: to the next runservice instance
+/// of the list at once, with backoff once every instance failed in a row.
+pub async fn run(
+    tasks: Arc<Tasks>,
+    clients: Vec<RunserviceClient>,
+    identity: Identity,
+    shutdown: Shutdown,
+) {
     let mut backoff = Duration::from_secs(1);
+    let mut next = 0usize;
+    let mut failed_in_a_row = 0usize;
     loop {
         if shutdown.is_triggered() {
             return;
         }
+        let Some(client) = clients.get(next % clients.len().max(1)) else {
+            tracing::error!("no runservice url");
+            return;
+        };
         let started = tokio::time::Instant::now();
-        match connect_once(&tasks, &identity, shutdown.clone()).await {
+        match connect_once(&tasks, client, &identity, shutdown.clone()).await {
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "runservice stream failed; reconnecting"),
         }
+        next += 1;
+        failed_in_a_row += 1;
         tasks.disconnected();
         if shutdown.is_triggered() {
             return;
@@ -88,7 +103,13 @@ pub async fn run(tasks: Arc<Tasks>, identity: Identity, shutdown: Shutdown) {
         // A stream that stayed up a while resets the backoff.
         if started.elapsed() > MAX_BACKOFF {
             backoff = Duration::from_secs(1);
+            failed_in_a_row = 1;
         }
+        if failed_in_a_row < clients.len() {
+            // Another instance may answer: try it at once.
+            continue;
+        }
+        failed_in_a_row = 0;
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.clone().wait() => return,
@@ -99,6 +120,7 @@ pub async fn run(tasks: Arc<Tasks>, identity: Identity, shutdown: Shutdown) {
 
 async fn connect_once(
     tasks: &Arc<Tasks>,
+    client: &RunserviceClient,
     identity: &Identity,
     shutdown: Shutdown,
 ) -> Result<(), String> {
@@ -111,8 +133,7 @@ async fn connect_once(
         )),
     };
     tx.send(register).await.map_err(|e| e.to_string())?;
-    let mut down = tasks
-        .runservice
+    let mut down = client
         .clone()
         .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await

@@ -66,10 +66,11 @@ fn serve(config: &Path, components: &str) -> Serve {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let line = strip_ansi(&line);
-            if line.contains("listening") && line.contains("component=\"runservice\"") {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
+            if line.contains("listening")
+                && line.contains("component=\"runservice\"")
+                && let Some(addr) = line.split("addr=").nth(1)
+            {
+                let _ = tx.send(addr.trim().to_owned());
             }
             // Keep draining so the child never blocks on a full pipe.
         }

@@ -14,6 +14,10 @@
 //!   bytes to /dev/null; prints MB/s into the runservice (goal ≥ 100 MB/s) and the peak RSS
 //!   of this process (memory bounded).
 //!
+//! - **serve**: `agola serve` (every component, embedded defaults, fresh data dir) from spawn
+//!   to the gateway answering `GET /api/v1alpha/version`, vs spawning `agola version`
+//!   (goal ≤ 500 ms), and its resident memory after 2 s idle (goal ≤ 100 MiB).
+//!
 //! Run: `cargo bench -p agola --bench run` (env `AGOLA_BENCH_TASKS`, default 50;
 //! `AGOLA_BENCH_DOCKER_TASKS`, default 10; `AGOLA_BENCH_LOG_MB`, default 200;
 //! `AGOLA_TOOLBOX_DIR`, default `$CARGO_TARGET_DIR/toolbox`).
@@ -120,6 +124,70 @@ fn docker_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn http_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.write_all(b"GET /api/v1alpha/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut buf = [0u8; 16];
+    s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.1 200"))
+}
+
+/// Start-up time and idle memory of `agola serve`.
+fn serve_bench() {
+    let agola = env!("CARGO_BIN_EXE_agola");
+    let start = Instant::now();
+    let status = std::process::Command::new(agola).arg("version").output().expect("agola version");
+    assert!(status.status.success());
+    let baseline = start.elapsed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = free_port();
+    let mut cmd = std::process::Command::new(agola);
+    cmd.args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{gateway}")])
+        .env("AGOLA_TELEMETRY__LOG_FILTER", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for c in ["RUNSERVICE", "EXECUTOR", "CONFIGSTORE", "SCHEDULER", "NOTIFICATION"] {
+        cmd.env(format!("AGOLA_{c}__LISTEN_ADDRESS"), format!("127.0.0.1:{}", free_port()));
+    }
+    cmd.env("AGOLA_EXECUTOR__TOOLBOX_PATH", toolbox_dir());
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("agola serve");
+    let deadline = start + Duration::from_secs(30);
+    while !http_ok(gateway) {
+        assert!(Instant::now() < deadline, "agola serve did not answer in 30 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let ready = start.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map_or(0.0, |kb| kb / 1024.0);
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "serve  all components: ready in {:.0} ms (goal <= 500 ms) vs {:.1} ms for `agola version`; idle RSS {:.0} MiB (goal <= 100 MiB)",
+        ms(ready),
+        ms(baseline),
+        rss
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -128,6 +196,8 @@ fn main() {
     let n = env_usize("AGOLA_BENCH_TASKS", 50);
     let m = env_usize("AGOLA_BENCH_DOCKER_TASKS", 10);
     let log_mb = env_usize("AGOLA_BENCH_LOG_MB", 200);
+
+    serve_bench();
 
     // Warm-up (page cache, first toolbox exec).
     let warm = repo(&config(2, true, "true"));

@@ -573,9 +573,8 @@ async fn execute_task(
         }
         tasks.report(&id, status.clone()).await;
     }
-    if let Err(e) = pod.stop().await {
-        tracing::warn!(task_id = %id, error = %e, "cannot stop the pod");
-    }
+    // `remove` kills whatever still runs (a separate stop would only add the engine's stop
+    // timeout to every task).
     if let Err(e) = pod.remove().await {
         tracing::warn!(task_id = %id, error = %e, "cannot remove the pod (the pods cleaner retries)");
     }

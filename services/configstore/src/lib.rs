@@ -4,6 +4,14 @@
 //! internal authentication. Its domain API is not served yet; it arrives with the issue that
 //! builds it, so nothing here answers a call it cannot really handle.
 
+pub mod error;
+pub mod guards;
+pub mod names;
+pub mod readmodel;
+pub mod refs;
+pub mod store;
+pub mod types;
+
 use std::net::SocketAddr;
 
 use agola_common::Shutdown;
@@ -31,21 +39,7 @@ impl Default for Config {
     }
 }
 
-/// Errors of the configstore service.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The gRPC server could not run (listener failure, ...).
-    #[error("configstore grpc server failed: {0}")]
-    Server(#[source] agola_common::ApiError),
-}
-
-impl From<Error> for tonic::Status {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Server(api) => api.to_status(),
-        }
-    }
-}
+pub use error::{Error, Result};
 
 /// Serves the configstore on `listener` until `shutdown` fires.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {

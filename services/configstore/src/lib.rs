@@ -7,10 +7,15 @@
 pub mod error;
 pub mod guards;
 pub mod names;
+pub mod orgs;
+pub mod projects;
 pub mod readmodel;
 pub mod refs;
+pub mod remotesources;
+pub mod secrets;
 pub mod store;
 pub mod types;
+pub mod users;
 
 use std::net::SocketAddr;
 

@@ -469,3 +469,67 @@ impl ReadModel for Feeder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, token: &str) -> Action {
+        let u = User {
+            id: "u1".to_owned(),
+            name: name.to_owned(),
+            secret: String::new(),
+            linked_accounts: Default::default(),
+            password_hash: String::new(),
+            tokens: [("t".to_owned(), token.to_owned())].into(),
+            admin: false,
+        };
+        Action::put(data_type::USER, "u1", serde_json::to_vec(&u).expect("json"))
+    }
+
+    #[test]
+    fn updates_move_every_index_and_deletes_clear_them() {
+        let mut s = State::default();
+        s.apply(&user("a", "tok1"));
+        s.apply(&user("b", "tok2"));
+        assert_eq!(s.user_names.keys().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(s.token_users.keys().collect::<Vec<_>>(), vec!["tok2"]);
+        s.apply(&Action::delete(data_type::USER, "u1"));
+        assert!(s.users.is_empty() && s.user_names.is_empty() && s.token_users.is_empty());
+    }
+
+    #[test]
+    fn an_undecodable_record_is_skipped_and_drops_the_old_one() {
+        let mut s = State::default();
+        s.apply(&user("a", "tok1"));
+        s.apply(&Action::put(data_type::USER, "u1", b"{not json".to_vec()));
+        assert!(s.users.is_empty() && s.user_names.is_empty());
+        // Unknown data types are ignored.
+        s.apply(&Action::put("other", "x", b"{}".to_vec()));
+    }
+
+    #[test]
+    fn a_group_move_reindexes_its_parent() {
+        let mut s = State::default();
+        let g = |parent: &str| {
+            let g = ProjectGroup {
+                id: "g".to_owned(),
+                name: "n".to_owned(),
+                parent: Parent {
+                    kind: ParentType::ProjectGroup,
+                    id: parent.to_owned(),
+                },
+                visibility: Visibility::Public,
+            };
+            Action::put(
+                data_type::PROJECT_GROUP,
+                "g",
+                serde_json::to_vec(&g).expect("json"),
+            )
+        };
+        s.apply(&g("p1"));
+        s.apply(&g("p2"));
+        assert!(!s.subgroups.contains_key("p1"));
+        assert_eq!(s.subgroups["p2"]["n"], "g");
+    }
+}

@@ -181,11 +181,22 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) ->
         .add_descriptor_set(agola_proto::FILE_DESCRIPTOR_SET)
         .serve(listener, shutdown)
         .await;
-    // The server stopped because `shutdown` fired: the background tasks are ending too. Wait
-    // for them, so the storage is released when this returns (a restart in the same process
-    // can reopen the embedded KV).
-    for t in tasks {
-        let _ = t.await;
+    match served {
+        // The server stopped because `shutdown` fired: the background tasks are ending too.
+        // Wait for them, so the storage is released when this returns (a restart in the same
+        // process can reopen the embedded KV).
+        Ok(()) => {
+            for t in tasks {
+                let _ = t.await;
+            }
+            Ok(())
+        }
+        // Nothing will stop them otherwise.
+        Err(e) => {
+            for t in tasks {
+                t.abort();
+            }
+            Err(Error::Server(e))
+        }
     }
-    served.map_err(Error::Server)
 }

@@ -136,16 +136,21 @@ fn http_ok(port: u16) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
-    let _ = s.write_all(b"GET /api/v1alpha/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ =
+        s.write_all(b"GET /api/v1alpha/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let mut buf = [0u8; 16];
-    s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.1 200"))
+    s.read(&mut buf)
+        .is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.1 200"))
 }
 
 /// Start-up time and idle memory of `agola serve`.
 fn serve_bench() {
     let agola = env!("CARGO_BIN_EXE_agola");
     let start = Instant::now();
-    let status = std::process::Command::new(agola).arg("version").output().expect("agola version");
+    let status = std::process::Command::new(agola)
+        .arg("version")
+        .output()
+        .expect("agola version");
     assert!(status.status.success());
     let baseline = start.elapsed();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -157,15 +162,27 @@ fn serve_bench() {
         .env("AGOLA_TELEMETRY__LOG_FILTER", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    for c in ["RUNSERVICE", "EXECUTOR", "CONFIGSTORE", "SCHEDULER", "NOTIFICATION"] {
-        cmd.env(format!("AGOLA_{c}__LISTEN_ADDRESS"), format!("127.0.0.1:{}", free_port()));
+    for c in [
+        "RUNSERVICE",
+        "EXECUTOR",
+        "CONFIGSTORE",
+        "SCHEDULER",
+        "NOTIFICATION",
+    ] {
+        cmd.env(
+            format!("AGOLA_{c}__LISTEN_ADDRESS"),
+            format!("127.0.0.1:{}", free_port()),
+        );
     }
     cmd.env("AGOLA_EXECUTOR__TOOLBOX_PATH", toolbox_dir());
     let start = Instant::now();
     let mut child = cmd.spawn().expect("agola serve");
     let deadline = start + Duration::from_secs(30);
     while !http_ok(gateway) {
-        assert!(Instant::now() < deadline, "agola serve did not answer in 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "agola serve did not answer in 30 s"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     let ready = start.elapsed();
@@ -173,9 +190,11 @@ fn serve_bench() {
     let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0);
     let _ = child.kill();

@@ -98,6 +98,11 @@ fn component_future(
         Component::Configstore => {
             let mut cfg = config.configstore.clone();
             cfg.internal_token = token;
+            cfg.data_dir.clone_from(&config.data_dir);
+            cfg.kv = cfg.kv.or_else(|| Some(config.kv.clone()));
+            cfg.object_storage = cfg
+                .object_storage
+                .or_else(|| Some(config.object_storage.clone()));
             Box::pin(async move { Ok(agola_configstore::serve(cfg, listener, shutdown).await?) })
         }
         Component::Runservice => {

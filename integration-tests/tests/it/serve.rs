@@ -86,6 +86,10 @@ async fn every_component_answers_health_and_reflection() {
                 "agola.runservice.v1.RunService",
             ],
             Component::Executor => &["agola.executor.v1.ExecutorService"],
+            Component::Configstore => &[
+                "agola.configstore.v1.ConfigstoreService",
+                "agola.datamanager.v1.MaintenanceService",
+            ],
             _ => &[],
         };
         if !served.is_empty() {

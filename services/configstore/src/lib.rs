@@ -81,7 +81,12 @@ impl Default for Config {
 /// Opens the storage of `config`, initializes the datamanager, starts its loops and the read
 /// model's follower, and waits for the read model's first load. Returns the store and the
 /// background tasks, which end when `shutdown` fires.
-async fn start(config: &Config, shutdown: Shutdown) -> Result<(Store, Vec<JoinHandle<()>>)> {
+/// Opens the storage and loads the read model; None when `shutdown` fired meanwhile (a clean
+/// stop, not an error).
+async fn start(
+    config: &Config,
+    shutdown: Shutdown,
+) -> Result<Option<(Store, Vec<JoinHandle<()>>)>> {
     let storage = |e: String| Error::Unavailable(format!("opening storage: {e}"));
     let kv = agola_kv::open(
         &config.kv.clone().unwrap_or_default(),
@@ -115,10 +120,13 @@ async fn start(config: &Config, shutdown: Shutdown) -> Result<(Store, Vec<JoinHa
     tokio::select! {
         _ = model.wait_ready() => {}
         _ = shutdown.clone().wait() => {
-            return Err(Error::Unavailable("shut down while loading the read model".to_owned()));
+            for t in tasks {
+                let _ = t.await;
+            }
+            return Ok(None);
         }
     }
-    Ok((Store::new(dm, model, kv), tasks))
+    Ok(Some((Store::new(dm, model, kv), tasks)))
 }
 
 /// Keeps the read model in step with the datamanager until `shutdown`. The follower resumes
@@ -169,7 +177,9 @@ async fn resync_after_maintenance(dm: DataManager, model: Model, shutdown: Shutd
 
 /// Serves the configstore on `listener` until `shutdown` fires.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
-    let (store, tasks) = start(&config, shutdown.clone()).await?;
+    let Some((store, tasks)) = start(&config, shutdown.clone()).await? else {
+        return Ok(());
+    };
     tracing::info!(addr = ?listener.local_addr().ok(), "configstore serving");
     let served = GrpcServer::new(config.internal_token.as_deref())
         .add_service(ConfigstoreServiceServer::new(grpc::ConfigstoreApi {

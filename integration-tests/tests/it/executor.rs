@@ -238,6 +238,68 @@ async fn dag_with_workspace_cache_and_failure_branch(driver: agola_executor::Dri
     let saved = log_text(&mut s.api, &run.id, &again.id, 1).await;
     assert!(saved.contains("already exists"), "{saved}");
 
+    // The archiver moves the finished run out of KV; a restart from the failed tasks keeps
+    // the succeeded ones (same ids, same data); deleting the first run then removes only the
+    // data no run references any more.
+    wait_run(
+        &mut s.api,
+        &run.id,
+        "archived",
+        Duration::from_secs(30),
+        |r| r.archived,
+    )
+    .await;
+    let restarted = s
+        .api
+        .recreate_run(pb::RecreateRunRequest {
+            run_id: run.id.clone(),
+            from_start: false,
+            ..Default::default()
+        })
+        .await
+        .expect("restart from failed")
+        .into_inner()
+        .run
+        .expect("run");
+    assert!(restarted.tasks.contains_key(&build.id), "build is kept");
+    assert!(!restarted.tasks.contains_key(&fail.id), "fail is renewed");
+    s.api
+        .delete_run(pb::DeleteRunRequest {
+            run_id: run.id.clone(),
+        })
+        .await
+        .expect("delete the archived run");
+    let gone = s
+        .api
+        .get_run(pb::GetRunRequest {
+            run_id: run.id.clone(),
+            change_groups: vec![],
+        })
+        .await
+        .expect_err("deleted");
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    let ost = s._dir.path().join("ost").join("data");
+    assert!(
+        ost.join(format!("logs/{}/data/steps/0.log", build.id))
+            .exists(),
+        "the kept task's log is still referenced by the restarted run"
+    );
+    assert!(
+        ost.join(format!("workspacearchives/{}/data/1.tar", build.id))
+            .exists(),
+        "the kept task's workspace archive is still referenced"
+    );
+    assert!(
+        !ost.join(format!("logs/{}/data/steps/0.log", fail.id))
+            .exists(),
+        "the failed task's log belonged only to the deleted run"
+    );
+    assert!(
+        !ost.join(format!("logs/{}/runs/{}", fail.id, run.id))
+            .exists(),
+        "its marker is gone"
+    );
+
     stop_exec.trigger();
     exec.await.expect("join").expect("executor ends cleanly");
     s.stop.trigger();

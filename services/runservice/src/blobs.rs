@@ -125,7 +125,100 @@ impl std::fmt::Debug for Blobs {
     }
 }
 
+/// The runid markers of a task's data (spec 20 §8): one empty object per referencing run,
+/// beside the log and archive data.
+fn marker_paths(task_id: &str, run_id: &str) -> [String; 2] {
+    [
+        format!("logs/{task_id}/runs/{run_id}"),
+        format!("workspacearchives/{task_id}/runs/{run_id}"),
+    ]
+}
+
 impl Blobs {
+    /// Records that `run_id` references the data of `task_id` (idempotent).
+    pub async fn write_markers(&self, task_id: &str, run_id: &str) -> Result<(), RunError> {
+        check_task_id(task_id)?;
+        check_task_id(run_id)?;
+        for path in marker_paths(task_id, run_id) {
+            if self.ost.stat(&path).await.is_err() {
+                self.ost
+                    .write_bytes(&path, &[], false)
+                    .await
+                    .map_err(storage_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `run_id`'s markers of `task_id`, then the task's logs, log parts and
+    /// workspace archives when no run references them any more. Returns whether the data
+    /// was deleted.
+    pub async fn release_task_data(&self, task_id: &str, run_id: &str) -> Result<bool, RunError> {
+        check_task_id(task_id)?;
+        check_task_id(run_id)?;
+        for path in marker_paths(task_id, run_id) {
+            match self.ost.delete(&path).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_exist() => {}
+                Err(e) => return Err(storage_err(e)),
+            }
+        }
+        for prefix in [
+            format!("logs/{task_id}/runs/"),
+            format!("workspacearchives/{task_id}/runs/"),
+        ] {
+            if let Some(obj) = self.ost.list(&prefix, None, false).next().await {
+                obj.map_err(storage_err)?;
+                return Ok(false);
+            }
+        }
+        for prefix in [
+            format!("logs/{task_id}/data/"),
+            format!("logs/{task_id}/parts/"),
+            format!("workspacearchives/{task_id}/data/"),
+        ] {
+            let mut paths = Vec::new();
+            let mut list = self.ost.list(&prefix, None, true);
+            while let Some(obj) = list.next().await {
+                paths.push(obj.map_err(storage_err)?.path);
+            }
+            for p in paths {
+                match self.ost.delete(&p).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_exist() => {}
+                    Err(e) => return Err(storage_err(e)),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Expiry cleaner (spec 20 §7.4): deletes the objects under `prefix` (`caches/`,
+    /// `workspacearchives/`) last modified before `cutoff`. Returns how many were deleted.
+    pub async fn expire(
+        &self,
+        prefix: &str,
+        cutoff: std::time::SystemTime,
+    ) -> Result<usize, RunError> {
+        let mut old = Vec::new();
+        let mut list = self.ost.list(prefix, None, true);
+        while let Some(obj) = list.next().await {
+            let obj = obj.map_err(storage_err)?;
+            if obj.last_modified < cutoff {
+                old.push(obj.path);
+            }
+        }
+        let mut deleted = 0;
+        for path in old {
+            match self.ost.delete(&path).await {
+                Ok(()) => deleted += 1,
+                Err(e) if e.is_not_exist() => {}
+                Err(e) => return Err(storage_err(e)),
+            }
+        }
+        Ok(deleted)
+    }
+
     pub fn new(ost: Arc<dyn ObjectStorage>) -> Self {
         Blobs { ost }
     }

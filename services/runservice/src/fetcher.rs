@@ -7,7 +7,7 @@
 //! them on its disk); a log the live upload did not complete within [`LOG_UPLOAD_GRACE`] of
 //! the task's end (the executor restarted, say) is pulled too.
 //!
-//! Not built yet: the runid markers.
+//! The runid markers of each fetched task are (re)written first (spec 20 §8).
 
 use crate::blobs::{Blobs, LogKind, log_path};
 use crate::pull::{ExecutorClients, Pulled};
@@ -152,6 +152,8 @@ pub async fn fetch_pass(
             if !et.status.phase.is_finished() {
                 continue;
             }
+            // Idempotent: the markers were normally written when the ET was created.
+            blobs.write_markers(&task.id, &run.id).await?;
             let source = Source {
                 clients,
                 url: executors.get(&et.spec.executor_id).map(String::as_str),

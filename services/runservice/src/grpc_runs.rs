@@ -146,6 +146,13 @@ impl RunService for RunApi {
                 chrono::Utc::now(),
             )
             .await?;
+        // Kept (succeeded) tasks share their data with the source run: mark it as referenced
+        // by the new run too, so deleting either run keeps it for the other.
+        for (task_id, t) in &run.tasks {
+            if t.status == crate::types::RunTaskStatus::Success {
+                self.blobs.write_markers(task_id, &run.id).await?;
+            }
+        }
         Ok(Response::new(pb::RecreateRunResponse {
             run: Some(convert::run_to_pb(&run)),
             run_config: Some(convert::run_config_to_pb(&rc)),
@@ -280,7 +287,14 @@ impl RunService for RunApi {
         &self,
         request: Request<pb::DeleteRunRequest>,
     ) -> Result<Response<pb::DeleteRunResponse>, Status> {
-        self.runs.delete_run(&request.into_inner().run_id).await?;
+        let run = self.runs.delete_run(&request.into_inner().run_id).await?;
+        // Drop this run's markers; data no other run (a restart) references goes with them.
+        // A failure here leaves orphan markers, which do not break anything.
+        for task_id in run.tasks.keys() {
+            if let Err(e) = self.blobs.release_task_data(task_id, &run.id).await {
+                tracing::warn!(run_id = %run.id, task_id, error = %e, "releasing task data failed");
+            }
+        }
         Ok(Response::new(pb::DeleteRunResponse {}))
     }
 

@@ -1,6 +1,6 @@
 //! The runservice's background loops (spec 20 §9): scheduling (on ET changes and as a
 //! periodic safety net), pushing ET changes to connected executors, task sync, the ET
-//! cleaner, the liveness checker and the fetcher. Every loop stops with the shutdown signal.
+//! cleaner, the liveness checker, the fetcher and the archiver. Every loop stops with the shutdown signal.
 
 use std::time::Duration;
 
@@ -13,6 +13,10 @@ use crate::executors::Hub;
 use crate::runs::Runs;
 use crate::store::TASKS;
 use crate::types::ExecutorTask;
+
+/// Age after which caches and workspace archives are deleted, and how often that is checked.
+const EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct Loops {
@@ -60,7 +64,16 @@ impl Loops {
         let mut cleaner = tokio::time::interval(Duration::from_secs(1));
         let mut liveness = tokio::time::interval(Duration::from_secs(10));
         let mut sync = tokio::time::interval(Duration::from_secs(10));
-        for t in [&mut schedule, &mut cleaner, &mut liveness, &mut sync] {
+        let mut archiver = tokio::time::interval(Duration::from_secs(2));
+        let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
+        for t in [
+            &mut schedule,
+            &mut cleaner,
+            &mut liveness,
+            &mut sync,
+            &mut archiver,
+            &mut expiry,
+        ] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         let start = chrono::Utc::now();
@@ -99,6 +112,23 @@ impl Loops {
                             let _ = self.hub.schedule(&r, chrono::Utc::now(), self.alive_timeout).await;
                         },
                         Err(e) => tracing::warn!(error = %e, "liveness check failed"),
+                    }
+                }
+                _ = expiry.tick() => {
+                    // Caches and workspace archives older than the expiry go (spec 20 §7.4);
+                    // several instances may do it at once: deletes are idempotent.
+                    let cutoff = std::time::SystemTime::now() - EXPIRY;
+                    for prefix in ["caches/", "workspacearchives/"] {
+                        match self.blobs.expire(prefix, cutoff).await {
+                            Ok(n) if n > 0 => tracing::info!(prefix, deleted = n, "expired objects removed"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(prefix, error = %e, "expiry cleaner failed"),
+                        }
+                    }
+                }
+                _ = archiver.tick() => {
+                    if let Err(e) = self.runs.archive_pass(chrono::Utc::now()).await {
+                        tracing::warn!(error = %e, "archiver pass failed");
                     }
                 }
                 _ = sync.tick() => {
@@ -148,6 +178,12 @@ impl Loops {
                             };
                             // Only the spec matters to the executor: push a new ET and a stop
                             // order; the executor's own status reports are not echoed back.
+                            if ev.kv.version == 1
+                                && let Err(e) =
+                                    self.blobs.write_markers(&et.id, &et.spec.run_id).await
+                            {
+                                tracing::warn!(task = %et.id, error = %e, "writing runid markers failed (the fetcher retries)");
+                            }
                             let stop_order = et.spec.stop && !et.status.phase.is_finished();
                             if (ev.kv.version == 1 || stop_order)
                                 && let Err(e) = self.hub.push_task(&et).await

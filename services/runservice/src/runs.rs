@@ -12,7 +12,7 @@ use agola_kv::sequence::Backoff;
 
 use crate::create::{self, BuildError, CreateRunRequest, RecreateRequest};
 use crate::store::{Store, StoreError};
-use crate::types::{Run, RunConfig, RunPhase, Time};
+use crate::types::{Run, RunConfig, RunPhase, RunTask, Time};
 
 /// Datamanager data types of the runservice.
 pub const DATA_RUN: &str = "run";
@@ -508,9 +508,60 @@ impl Runs {
             .collect())
     }
 
+    /// Archiver pass (spec 20 §11.1): a live run that is terminal, has every log and archive
+    /// fetched and no ET left is marked `archived` (CAS), written to the datamanager, then
+    /// removed from KV (CAS). A crash between the steps is repaired by the next pass (the
+    /// WAL put is idempotent). Returns the ids archived.
+    pub async fn archive_pass(&self, now: Time) -> Result<Vec<String>> {
+        let mut archived = Vec::new();
+        let mut live = self.store.list_runs().await?;
+        live.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        for (run, _) in live {
+            if !run.phase.is_terminal() || !run.tasks.values().all(RunTask::fetch_done) {
+                continue;
+            }
+            let Some((run, rev, at)) = self.store.get_run_snapshot(&run.id).await? else {
+                continue;
+            };
+            if !self.store.run_executor_tasks(&run, at).await?.is_empty() {
+                continue;
+            }
+            let (run, rev) = if run.archived {
+                (run, rev)
+            } else {
+                let mut next = run.clone();
+                next.archived = true;
+                match self
+                    .store
+                    .save_run(&next, &run, rev, now, vec![], vec![])
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(StoreError::Concurrency(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                match self.store.get_run(&run.id).await? {
+                    Some(r) => r,
+                    None => continue,
+                }
+            };
+            let bytes = serde_json::to_vec(&run).map_err(|e| RunError::Internal(e.to_string()))?;
+            self.dm
+                .write_wal(vec![Action::put(DATA_RUN, run.id.clone(), bytes)], None)
+                .await?;
+            match self.store.delete_run(&run.id, rev).await {
+                Ok(()) => archived.push(run.id.clone()),
+                Err(StoreError::Concurrency(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(archived)
+    }
+
     /// Deletes an archived run and its config (the counter stays). Live runs are refused:
-    /// a run is deletable only once archived.
-    pub async fn delete_run(&self, id: &str) -> Result<()> {
+    /// a run is deletable only once archived. Returns the deleted run (its tasks' data is
+    /// released by the caller).
+    pub async fn delete_run(&self, id: &str) -> Result<Run> {
         if self.store.get_run(id).await?.is_some() {
             return Err(RunError::BadRequest(format!("run {id} not archived yet")));
         }
@@ -535,6 +586,6 @@ impl Runs {
                 None,
             )
             .await?;
-        Ok(())
+        Ok(run)
     }
 }

@@ -195,6 +195,28 @@ impl Store {
         Ok(event)
     }
 
+    /// Removes a live run from KV (after the archiver stored it in the datamanager), as a CAS
+    /// on its revision.
+    pub async fn delete_run(&self, id: &str, revision: i64) -> Result<()> {
+        let key = format!("{RUNS}{id}");
+        let resp = self
+            .kv
+            .txn(
+                Txn::new()
+                    .when(vec![Compare::mod_revision(
+                        key.as_str(),
+                        CompareOp::Equal,
+                        revision,
+                    )])
+                    .and_then(vec![Op::delete(key.as_str())]),
+            )
+            .await?;
+        if !resp.succeeded {
+            return Err(StoreError::Concurrency(format!("run {id}")));
+        }
+        Ok(())
+    }
+
     /// The ETs of `run`'s tasks, finished ones included, read at `revision` (the store
     /// revision the run was read at, not the run's mod revision) in txns of at most 10 keys.
     pub async fn run_executor_tasks(

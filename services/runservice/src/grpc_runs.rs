@@ -416,10 +416,21 @@ impl RunService for RunApi {
             .watch_events(after.as_deref())
             .await
             .map_err(|e| Status::from(RunError::from(e)))?;
-        let out = stream.map(|r| match r {
+        let truncated = match after.as_deref() {
+            Some(a) => self
+                .runs
+                .store()
+                .events_truncated(a)
+                .await
+                .map_err(|e| Status::from(RunError::from(e)))?,
+            None => false,
+        };
+        // The first message says whether retention removed events the client asked for.
+        let mut first = Some(truncated);
+        let out = stream.map(move |r| match r {
             Ok(ev) => Ok(pb::WatchRunEventsResponse {
                 event: Some(convert::run_event_to_pb(&ev)),
-                truncated: false,
+                truncated: first.take().unwrap_or(false),
             }),
             Err(e) => Err(Status::from(RunError::from(e))),
         });

@@ -58,7 +58,8 @@ impl Loops {
     }
 
     /// Periodic safety nets: scheduling and fetching (every `schedule_interval`), the ET
-    /// cleaner (1 s), liveness (10 s) and task sync (10 s).
+    /// cleaner (1 s), liveness (10 s), task sync (10 s), the archiver (2 s), the run events
+    /// cleaner (10 min) and the cache and workspace expiry (daily).
     async fn periodic(&self, shutdown: Shutdown) {
         let mut schedule = tokio::time::interval(self.schedule_interval);
         let mut cleaner = tokio::time::interval(Duration::from_secs(1));
@@ -66,6 +67,7 @@ impl Loops {
         let mut sync = tokio::time::interval(Duration::from_secs(10));
         let mut archiver = tokio::time::interval(Duration::from_secs(2));
         let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
+        let mut events = tokio::time::interval(Duration::from_secs(600));
         for t in [
             &mut schedule,
             &mut cleaner,
@@ -73,6 +75,7 @@ impl Loops {
             &mut sync,
             &mut archiver,
             &mut expiry,
+            &mut events,
         ] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
@@ -124,6 +127,14 @@ impl Loops {
                             Ok(_) => {}
                             Err(e) => tracing::warn!(prefix, error = %e, "expiry cleaner failed"),
                         }
+                    }
+                }
+                _ = events.tick() => {
+                    let store = self.runs.store();
+                    match store.clean_events(chrono::Utc::now(), chrono::TimeDelta::hours(24), 100_000).await {
+                        Ok(n) if n > 0 => tracing::info!(removed = n, "old run events removed"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "run events cleaner failed"),
                     }
                 }
                 _ = archiver.tick() => {

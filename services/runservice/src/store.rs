@@ -22,6 +22,8 @@ pub const EXECUTORS: &str = "scheduler/executors/";
 pub const EVENTS: &str = "scheduler/runevents/";
 pub const RUN_SEQUENCE: &str = "scheduler/runsequence";
 pub const EVENT_SEQUENCE: &str = "scheduler/runeventsequence";
+/// Sequence of the newest event removed by retention: a replay from before it is truncated.
+pub const EVENTS_RETAINED_FROM: &str = "scheduler/runeventsretention";
 
 /// Errors of the live store, named for what the caller does.
 #[derive(Debug, thiserror::Error)]
@@ -465,6 +467,54 @@ impl Store {
     /// Events after `after` (exclusive; `None` = live only), then live ones: a replay read at
     /// one revision followed by a watch from the next revision, so nothing is missed or
     /// repeated.
+    /// Retention (spec 20 §10): deletes events older than `max_age` or beyond the newest
+    /// `max_count`, oldest first, and records the newest removed sequence so a replay from
+    /// before it reports `truncated`. Returns how many were removed.
+    pub async fn clean_events(
+        &self,
+        now: Time,
+        max_age: chrono::TimeDelta,
+        max_count: usize,
+    ) -> Result<usize> {
+        let resp = self.kv.get_prefix(EVENTS, 500).await?;
+        let total = resp.kvs.len();
+        let mut doomed: Vec<(String, String)> = Vec::new();
+        for (i, kv) in resp.kvs.iter().enumerate() {
+            let beyond_count = total - i > max_count;
+            let too_old = decode::<RunEvent>(&kv.key, &kv.value)
+                .map(|ev| now - ev.time > max_age)
+                // An undecodable event is useless to every reader: remove it too.
+                .unwrap_or(true);
+            if !(beyond_count || too_old) {
+                // Keys sort by sequence, so every later event is newer and kept too.
+                break;
+            }
+            let seq = kv.key.trim_start_matches(EVENTS).to_owned();
+            doomed.push((kv.key.clone(), seq));
+        }
+        // Txns stay under etcd's 128 operations.
+        for chunk in doomed.chunks(100) {
+            let mut ops: Vec<Op> = chunk.iter().map(|(k, _)| Op::delete(k.as_str())).collect();
+            if let Some((_, seq)) = chunk.last() {
+                ops.push(Op::put(EVENTS_RETAINED_FROM, seq.as_bytes().to_vec()));
+            }
+            self.kv.txn(Txn::new().and_then(ops)).await?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Whether events after `after` were removed by retention.
+    pub async fn events_truncated(&self, after: &str) -> Result<bool> {
+        let resp = self
+            .kv
+            .range(RangeRequest::key(EVENTS_RETAINED_FROM))
+            .await?;
+        Ok(resp
+            .kvs
+            .first()
+            .is_some_and(|kv| after.as_bytes() < kv.value.as_slice()))
+    }
+
     pub async fn watch_events(
         &self,
         after: Option<&str>,

@@ -213,6 +213,26 @@ async fn diamond_runs_to_success(kv: Arc<dyn Kv>) {
             .expect("ok");
         assert_eq!(ev.sequence, want.2);
     }
+    // Retention keeps the newest event only: a replay from the beginning is truncated, one
+    // from the newest is not.
+    let removed = store
+        .clean_events(chrono::Utc::now(), chrono::TimeDelta::hours(24), 1)
+        .await
+        .expect("clean events");
+    assert!(removed >= seen.len() - 1, "removed {removed}");
+    assert!(store.events_truncated("").await.expect("truncated"));
+    assert!(
+        !store
+            .events_truncated(&last.2)
+            .await
+            .expect("not truncated")
+    );
+    // Age-based: everything is younger than a day, nothing more goes.
+    let again = store
+        .clean_events(chrono::Utc::now(), chrono::TimeDelta::hours(24), 100_000)
+        .await
+        .expect("clean events");
+    assert_eq!(again, 0);
 }
 
 async fn concurrent_passes_never_dispatch_twice(kv_a: Arc<dyn Kv>, kv_b: Arc<dyn Kv>) {

@@ -117,6 +117,9 @@ pub enum Down {
 pub struct Hub {
     runs: Runs,
     connections: Arc<Mutex<HashMap<String, mpsc::Sender<Down>>>>,
+    /// One lock per run being scheduled: passes of one run in this instance run one after
+    /// the other instead of racing (and failing) on the run's CAS save.
+    scheduling: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
 
 pub type Result<T, E = RunError> = std::result::Result<T, E>;
@@ -126,6 +129,7 @@ impl Hub {
         Hub {
             runs,
             connections: Arc::new(Mutex::new(HashMap::new())),
+            scheduling: Arc::default(),
         }
     }
 
@@ -272,6 +276,28 @@ impl Hub {
 
     /// Schedules a run (the IO around the pure planner).
     pub async fn schedule(&self, run_id: &str, now: Time, alive_timeout: Duration) -> Result<()> {
+        let lock = {
+            let mut map = self.scheduling.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(run_id.to_owned()).or_default().clone()
+        };
+        let result = {
+            let _guard = lock.lock().await;
+            self.schedule_locked(run_id, now, alive_timeout).await
+        };
+        let mut map = self.scheduling.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's own reference and ours: nobody else waits for this run.
+        if Arc::strong_count(&lock) <= 2 {
+            map.remove(run_id);
+        }
+        result
+    }
+
+    async fn schedule_locked(
+        &self,
+        run_id: &str,
+        now: Time,
+        alive_timeout: Duration,
+    ) -> Result<()> {
         let rc = self.runs.get_run_config(run_id).await?;
         // A pass that lost a race with another save of the run is retried at once (a few
         // times): waiting for the next periodic pass would add its whole interval to the

@@ -1,21 +1,188 @@
-//! REST/JSON routes under `/api/v1alpha`.
+//! REST/JSON routes under `/api/v1alpha`: thin adapters that authenticate, decode the body
+//! (unknown fields and missing required fields → 400, over 1 MiB → 413), call one resource
+//! function and encode its view. JSON field names follow the proto field names in snake_case;
+//! enums are lowercase words (`public`, `owner`, `internal`, ...).
+
+use std::collections::HashMap;
 
 use agola_common::ApiError;
+use agola_proto::common::v1::{
+    MemberRole, ParentType, VariableValue, Visibility, When, WhenConditions,
+};
+use agola_proto::gateway::v1 as pb;
 use axum::Json;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
+use bytes::Bytes;
+use http::StatusCode;
+use http::request::Parts;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, authenticate};
+use crate::backends::Backends;
+use crate::{orgs, projects, secrets, users};
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 1 << 20;
+
+const GROUP: i32 = ParentType::Projectgroup as i32;
+const PROJECT: i32 = ParentType::Project as i32;
 
 /// Unknown routes or methods under the API prefix answer 400, not 404, so a missing resource
 /// stays distinguishable from a bad route (spec 00 §5).
-pub fn router() -> axum::Router {
+pub fn router(backends: Backends) -> axum::Router {
     axum::Router::new()
         .route("/version", get(version))
+        .route("/user", get(current_user))
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/{user}", get(get_user).delete(delete_user))
+        .route("/users/{user}/tokens", axum::routing::post(create_token))
+        .route(
+            "/users/{user}/tokens/{name}",
+            axum::routing::delete(delete_token),
+        )
+        .route("/orgs", get(list_orgs).post(create_org))
+        .route("/orgs/{org}", get(get_org).delete(delete_org))
+        .route("/orgs/{org}/members", get(org_members))
+        .route(
+            "/orgs/{org}/members/{user}",
+            put(add_org_member).delete(remove_org_member),
+        )
+        .route("/projectgroups", axum::routing::post(create_group))
+        .route(
+            "/projectgroups/{group}",
+            get(get_group).put(update_group).delete(delete_group),
+        )
+        .route("/projectgroups/{group}/subgroups", get(group_subgroups))
+        .route("/projectgroups/{group}/projects", get(group_projects))
+        .route(
+            "/projectgroups/{group}/secrets",
+            get(list_secrets::<GROUP>).post(create_secret::<GROUP>),
+        )
+        .route(
+            "/projectgroups/{group}/secrets/{name}",
+            axum::routing::delete(delete_secret::<GROUP>),
+        )
+        .route(
+            "/projectgroups/{group}/variables",
+            get(list_variables::<GROUP>).post(create_variable::<GROUP>),
+        )
+        .route(
+            "/projectgroups/{group}/variables/{name}",
+            axum::routing::delete(delete_variable::<GROUP>),
+        )
+        .route("/projects", axum::routing::post(create_project))
+        .route(
+            "/projects/{project}",
+            get(get_project).put(update_project).delete(delete_project),
+        )
+        .route(
+            "/projects/{project}/secrets",
+            get(list_secrets::<PROJECT>).post(create_secret::<PROJECT>),
+        )
+        .route(
+            "/projects/{project}/secrets/{name}",
+            axum::routing::delete(delete_secret::<PROJECT>),
+        )
+        .route(
+            "/projects/{project}/variables",
+            get(list_variables::<PROJECT>).post(create_variable::<PROJECT>),
+        )
+        .route(
+            "/projects/{project}/variables/{name}",
+            axum::routing::delete(delete_variable::<PROJECT>),
+        )
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(backends)
 }
 
-async fn version() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "version": crate::VERSION }))
+/// A REST error answer: the error model's status and `{"code","message"}` body.
+#[derive(Debug)]
+pub enum RestError {
+    Api(ApiError),
+    /// Body over [`MAX_BODY`]: 413 `request_too_large`.
+    TooLarge,
+}
+
+impl From<ApiError> for RestError {
+    fn from(e: ApiError) -> Self {
+        RestError::Api(e)
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        match self {
+            RestError::Api(e) => error_response(e),
+            RestError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({
+                    "code": "request_too_large",
+                    "message": format!("request body larger than {MAX_BODY} bytes"),
+                })),
+            )
+                .into_response(),
+        }
+    }
+}
+
+type Res = Result<Response, RestError>;
+
+impl FromRequestParts<Backends> for Caller {
+    type Rejection = RestError;
+
+    async fn from_request_parts(parts: &mut Parts, b: &Backends) -> Result<Self, RestError> {
+        let header = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::unauthorized("invalid authorization header"))
+            })
+            .transpose()?;
+        Ok(authenticate(b, header).await?)
+    }
+}
+
+/// A JSON request body, capped at [`MAX_BODY`].
+struct Body<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = RestError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, RestError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                RestError::TooLarge
+            } else {
+                ApiError::bad_request(format!("reading the request body: {}", e.body_text())).into()
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")).into())
+    }
+}
+
+fn ok(v: Value) -> Res {
+    Ok(Json(v).into_response())
+}
+
+fn created(v: Value) -> Res {
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+fn no_content() -> Res {
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({ "version": crate::VERSION }))
 }
 
 async fn unknown_route(method: http::Method, uri: http::Uri) -> Response {
@@ -29,4 +196,574 @@ async fn unknown_route(method: http::Method, uri: http::Uri) -> Response {
 pub fn error_response(err: ApiError) -> Response {
     let (status, body) = err.to_http();
     (status, Json(body)).into_response()
+}
+
+// --- JSON views -------------------------------------------------------------------------------
+
+fn visibility_str(v: i32) -> &'static str {
+    match Visibility::try_from(v) {
+        Ok(Visibility::Public) => "public",
+        Ok(Visibility::Private) => "private",
+        _ => "unspecified",
+    }
+}
+
+fn role_str(v: i32) -> &'static str {
+    match MemberRole::try_from(v) {
+        Ok(MemberRole::Owner) => "owner",
+        Ok(MemberRole::Member) => "member",
+        _ => "unspecified",
+    }
+}
+
+fn user_json(u: &pb::User) -> Value {
+    json!({
+        "id": u.id, "name": u.name, "admin": u.admin, "token_names": u.token_names,
+        "linked_accounts": u.linked_accounts.iter().map(|la| json!({
+            "id": la.id, "remote_source_id": la.remote_source_id,
+            "remote_user_name": la.remote_user_name,
+            "remote_user_avatar_url": la.remote_user_avatar_url,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn org_json(o: &pb::Org) -> Value {
+    json!({ "id": o.id, "name": o.name, "visibility": visibility_str(o.visibility) })
+}
+
+fn member_json(m: &pb::OrgMember) -> Value {
+    json!({ "user_id": m.user_id, "user_name": m.user_name, "role": role_str(m.role) })
+}
+
+fn group_json(g: &pb::ProjectGroup) -> Value {
+    json!({
+        "id": g.id, "name": g.name, "path": g.path, "parent_path": g.parent_path,
+        "visibility": visibility_str(g.visibility),
+    })
+}
+
+fn project_json(p: &pb::Project) -> Value {
+    use agola_proto::common::v1::RemoteRepositoryConfigType as T;
+    let config_type = match T::try_from(p.remote_repository_config_type) {
+        Ok(T::Manual) => "manual",
+        Ok(T::Remotesource) => "remotesource",
+        _ => "unspecified",
+    };
+    json!({
+        "id": p.id, "name": p.name, "path": p.path, "parent_path": p.parent_path,
+        "visibility": visibility_str(p.visibility),
+        "remote_repository_config_type": config_type,
+        "remote_source_id": p.remote_source_id, "linked_account_id": p.linked_account_id,
+        "repository_path": p.repository_path, "repository_url": p.repository_url,
+        "ssh_host_key": p.ssh_host_key, "skip_ssh_host_key_check": p.skip_ssh_host_key_check,
+        "pass_vars_to_forked_pr": p.pass_vars_to_forked_pr,
+    })
+}
+
+fn secret_json(s: &pb::Secret) -> Value {
+    json!({ "id": s.id, "name": s.name, "parent_path": s.parent_path, "type": "internal" })
+}
+
+fn conditions_json(c: &Option<WhenConditions>) -> Value {
+    c.as_ref().map_or(
+        Value::Null,
+        |c| json!({ "include": c.include, "exclude": c.exclude }),
+    )
+}
+
+fn variable_json(v: &pb::Variable) -> Value {
+    json!({
+        "id": v.id, "name": v.name, "parent_path": v.parent_path,
+        "values": v.values.iter().map(|val| json!({
+            "secret_name": val.secret_name, "secret_var": val.secret_var,
+            "when": val.when.as_ref().map_or(Value::Null, |w| json!({
+                "branch": conditions_json(&w.branch), "tag": conditions_json(&w.tag),
+                "ref": conditions_json(&w.r#ref),
+            })),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+// --- Request bodies and queries ---------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum VisibilityJson {
+    Public,
+    Private,
+}
+
+fn vis(v: Option<VisibilityJson>) -> Visibility {
+    match v {
+        None => Visibility::Unspecified,
+        Some(VisibilityJson::Public) => Visibility::Public,
+        Some(VisibilityJson::Private) => Visibility::Private,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    start: String,
+    #[serde(default)]
+    limit: u32,
+    #[serde(default)]
+    asc: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserBody {
+    username: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTokenBody {
+    token_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrgBody {
+    name: String,
+    visibility: Option<VisibilityJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RoleJson {
+    Owner,
+    Member,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberBody {
+    role: RoleJson,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGroupBody {
+    name: String,
+    parent_ref: String,
+    visibility: Option<VisibilityJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateGroupBody {
+    name: Option<String>,
+    parent_ref: Option<String>,
+    visibility: Option<VisibilityJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProjectBody {
+    name: String,
+    parent_ref: String,
+    visibility: Option<VisibilityJson>,
+    #[serde(default)]
+    remote_source_name: String,
+    #[serde(default)]
+    repo_path: String,
+    #[serde(default)]
+    repository_url: String,
+    #[serde(default)]
+    ssh_private_key: String,
+    #[serde(default)]
+    ssh_host_key: String,
+    #[serde(default)]
+    skip_ssh_host_key_check: bool,
+    #[serde(default)]
+    pass_vars_to_forked_pr: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateProjectBody {
+    name: Option<String>,
+    parent_ref: Option<String>,
+    visibility: Option<VisibilityJson>,
+    skip_ssh_host_key_check: Option<bool>,
+    pass_vars_to_forked_pr: Option<bool>,
+    repository_url: Option<String>,
+    ssh_private_key: Option<String>,
+    ssh_host_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TreeQuery {
+    tree: Option<String>,
+    removeoverridden: Option<String>,
+}
+
+/// `?tree` and `?tree=true` are set; `?tree=false` is not.
+fn flag(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|v| v != "false" && v != "0")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum SecretTypeJson {
+    Internal,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSecretBody {
+    name: String,
+    #[serde(rename = "type")]
+    _type: Option<SecretTypeJson>,
+    data: HashMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConditionsJson {
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenJson {
+    branch: Option<ConditionsJson>,
+    tag: Option<ConditionsJson>,
+    #[serde(rename = "ref")]
+    r#ref: Option<ConditionsJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariableValueJson {
+    secret_name: String,
+    secret_var: String,
+    when: Option<WhenJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateVariableBody {
+    name: String,
+    values: Vec<VariableValueJson>,
+}
+
+fn conditions(c: Option<ConditionsJson>) -> Option<WhenConditions> {
+    c.map(|c| WhenConditions {
+        include: c.include,
+        exclude: c.exclude,
+    })
+}
+
+// --- Users ------------------------------------------------------------------------------------
+
+async fn current_user(caller: Caller) -> Res {
+    ok(user_json(&users::current(&caller)?))
+}
+
+async fn get_user(State(b): State<Backends>, caller: Caller, Path(u): Path<String>) -> Res {
+    ok(user_json(&users::get(&b, &caller, &u).await?))
+}
+
+async fn list_users(State(b): State<Backends>, caller: Caller, Query(q): Query<ListQuery>) -> Res {
+    let list = users::list(&b, &caller, q.start, q.limit, q.asc).await?;
+    ok(Value::Array(list.iter().map(user_json).collect()))
+}
+
+async fn create_user(
+    State(b): State<Backends>,
+    caller: Caller,
+    Body(body): Body<CreateUserBody>,
+) -> Res {
+    created(user_json(&users::create(&b, &caller, body.username).await?))
+}
+
+async fn delete_user(State(b): State<Backends>, caller: Caller, Path(u): Path<String>) -> Res {
+    users::delete(&b, &caller, &u).await?;
+    no_content()
+}
+
+async fn create_token(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(u): Path<String>,
+    Body(body): Body<CreateTokenBody>,
+) -> Res {
+    let token = users::create_token(&b, &caller, &u, body.token_name).await?;
+    created(json!({ "token": token }))
+}
+
+async fn delete_token(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((u, name)): Path<(String, String)>,
+) -> Res {
+    users::delete_token(&b, &caller, &u, &name).await?;
+    no_content()
+}
+
+// --- Orgs -------------------------------------------------------------------------------------
+
+async fn list_orgs(State(b): State<Backends>, caller: Caller, Query(q): Query<ListQuery>) -> Res {
+    let list = orgs::list(&b, &caller, q.start, q.limit, q.asc).await?;
+    ok(Value::Array(list.iter().map(org_json).collect()))
+}
+
+async fn get_org(State(b): State<Backends>, caller: Caller, Path(o): Path<String>) -> Res {
+    ok(org_json(&orgs::get(&b, &caller, &o).await?))
+}
+
+async fn org_members(State(b): State<Backends>, caller: Caller, Path(o): Path<String>) -> Res {
+    let list = orgs::members(&b, &caller, &o).await?;
+    ok(Value::Array(list.iter().map(member_json).collect()))
+}
+
+async fn create_org(
+    State(b): State<Backends>,
+    caller: Caller,
+    Body(body): Body<CreateOrgBody>,
+) -> Res {
+    let org = orgs::create(&b, &caller, body.name, vis(body.visibility)).await?;
+    created(org_json(&org))
+}
+
+async fn delete_org(State(b): State<Backends>, caller: Caller, Path(o): Path<String>) -> Res {
+    orgs::delete(&b, &caller, &o).await?;
+    no_content()
+}
+
+async fn add_org_member(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((o, u)): Path<(String, String)>,
+    Body(body): Body<MemberBody>,
+) -> Res {
+    let role = match body.role {
+        RoleJson::Owner => MemberRole::Owner,
+        RoleJson::Member => MemberRole::Member,
+    };
+    let (member, added) = orgs::add_member(&b, &caller, &o, &u, role).await?;
+    if added {
+        created(member_json(&member))
+    } else {
+        ok(member_json(&member))
+    }
+}
+
+async fn remove_org_member(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((o, u)): Path<(String, String)>,
+) -> Res {
+    orgs::remove_member(&b, &caller, &o, &u).await?;
+    no_content()
+}
+
+// --- Project groups and projects --------------------------------------------------------------
+
+async fn get_group(State(b): State<Backends>, caller: Caller, Path(g): Path<String>) -> Res {
+    ok(group_json(&projects::get_group(&b, &caller, &g).await?))
+}
+
+async fn group_subgroups(State(b): State<Backends>, caller: Caller, Path(g): Path<String>) -> Res {
+    let list = projects::subgroups(&b, &caller, &g).await?;
+    ok(Value::Array(list.iter().map(group_json).collect()))
+}
+
+async fn group_projects(State(b): State<Backends>, caller: Caller, Path(g): Path<String>) -> Res {
+    let list = projects::group_projects(&b, &caller, &g).await?;
+    ok(Value::Array(list.iter().map(project_json).collect()))
+}
+
+async fn create_group(
+    State(b): State<Backends>,
+    caller: Caller,
+    Body(body): Body<CreateGroupBody>,
+) -> Res {
+    let g = projects::create_group(
+        &b,
+        &caller,
+        body.name,
+        &body.parent_ref,
+        vis(body.visibility),
+    )
+    .await?;
+    created(group_json(&g))
+}
+
+async fn update_group(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(g): Path<String>,
+    Body(body): Body<UpdateGroupBody>,
+) -> Res {
+    let req = pb::UpdateProjectGroupRequest {
+        project_group_ref: g,
+        name: body.name,
+        parent_ref: body.parent_ref,
+        visibility: body.visibility.map(|v| vis(Some(v)).into()),
+    };
+    ok(group_json(&projects::update_group(&b, &caller, req).await?))
+}
+
+async fn delete_group(State(b): State<Backends>, caller: Caller, Path(g): Path<String>) -> Res {
+    projects::delete_group(&b, &caller, &g).await?;
+    no_content()
+}
+
+async fn get_project(State(b): State<Backends>, caller: Caller, Path(p): Path<String>) -> Res {
+    ok(project_json(&projects::get_project(&b, &caller, &p).await?))
+}
+
+async fn create_project(
+    State(b): State<Backends>,
+    caller: Caller,
+    Body(body): Body<CreateProjectBody>,
+) -> Res {
+    let req = pb::CreateProjectRequest {
+        name: body.name,
+        parent_ref: body.parent_ref,
+        visibility: vis(body.visibility).into(),
+        remote_source_name: body.remote_source_name,
+        repo_path: body.repo_path,
+        repository_url: body.repository_url,
+        ssh_private_key: body.ssh_private_key,
+        ssh_host_key: body.ssh_host_key,
+        skip_ssh_host_key_check: body.skip_ssh_host_key_check,
+        pass_vars_to_forked_pr: body.pass_vars_to_forked_pr,
+    };
+    created(project_json(
+        &projects::create_project(&b, &caller, req).await?,
+    ))
+}
+
+async fn update_project(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(p): Path<String>,
+    Body(body): Body<UpdateProjectBody>,
+) -> Res {
+    let req = pb::UpdateProjectRequest {
+        project_ref: p,
+        name: body.name,
+        parent_ref: body.parent_ref,
+        visibility: body.visibility.map(|v| vis(Some(v)).into()),
+        skip_ssh_host_key_check: body.skip_ssh_host_key_check,
+        pass_vars_to_forked_pr: body.pass_vars_to_forked_pr,
+        repository_url: body.repository_url,
+        ssh_private_key: body.ssh_private_key,
+        ssh_host_key: body.ssh_host_key,
+    };
+    ok(project_json(
+        &projects::update_project(&b, &caller, req).await?,
+    ))
+}
+
+async fn delete_project(State(b): State<Backends>, caller: Caller, Path(p): Path<String>) -> Res {
+    projects::delete_project(&b, &caller, &p).await?;
+    no_content()
+}
+
+// --- Secrets and variables --------------------------------------------------------------------
+
+fn parent_type(p: i32) -> ParentType {
+    ParentType::try_from(p).unwrap_or(ParentType::Unspecified)
+}
+
+async fn list_secrets<const P: i32>(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(r): Path<String>,
+    Query(q): Query<TreeQuery>,
+) -> Res {
+    let req = pb::ListSecretsRequest {
+        parent_type: P,
+        parent_ref: r,
+        tree: flag(&q.tree),
+        remove_overridden: flag(&q.removeoverridden),
+    };
+    let list = secrets::list_secrets(&b, &caller, req).await?;
+    ok(Value::Array(list.iter().map(secret_json).collect()))
+}
+
+async fn create_secret<const P: i32>(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(r): Path<String>,
+    Body(body): Body<CreateSecretBody>,
+) -> Res {
+    let req = pb::CreateSecretRequest {
+        parent_type: P,
+        parent_ref: r,
+        name: body.name,
+        r#type: agola_proto::common::v1::SecretType::Internal.into(),
+        data: body.data,
+    };
+    created(secret_json(
+        &secrets::create_secret(&b, &caller, req).await?,
+    ))
+}
+
+async fn delete_secret<const P: i32>(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((r, name)): Path<(String, String)>,
+) -> Res {
+    secrets::delete_secret(&b, &caller, parent_type(P), &r, &name).await?;
+    no_content()
+}
+
+async fn list_variables<const P: i32>(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(r): Path<String>,
+    Query(q): Query<TreeQuery>,
+) -> Res {
+    let req = pb::ListVariablesRequest {
+        parent_type: P,
+        parent_ref: r,
+        tree: flag(&q.tree),
+        remove_overridden: flag(&q.removeoverridden),
+    };
+    let list = secrets::list_variables(&b, &caller, req).await?;
+    ok(Value::Array(list.iter().map(variable_json).collect()))
+}
+
+async fn create_variable<const P: i32>(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(r): Path<String>,
+    Body(body): Body<CreateVariableBody>,
+) -> Res {
+    let values = body
+        .values
+        .into_iter()
+        .map(|v| VariableValue {
+            secret_name: v.secret_name,
+            secret_var: v.secret_var,
+            when: v.when.map(|w| When {
+                branch: conditions(w.branch),
+                tag: conditions(w.tag),
+                r#ref: conditions(w.r#ref),
+            }),
+        })
+        .collect();
+    let v = secrets::create_variable(&b, &caller, parent_type(P), &r, body.name, values).await?;
+    created(variable_json(&v))
+}
+
+async fn delete_variable<const P: i32>(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((r, name)): Path<(String, String)>,
+) -> Res {
+    secrets::delete_variable(&b, &caller, parent_type(P), &r, &name).await?;
+    no_content()
 }

@@ -1,0 +1,614 @@
+//! The gateway's public REST API against a real configstore and runservice: authentication,
+//! the error model (400, 401, 403, 404, 409, 413, 500 without detail), users and tokens, orgs
+//! and members, project groups, projects, secrets and variables, and who may see what.
+
+use agola::config::{Component, Config};
+use agola_integration_tests::TestCluster;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-secret-token";
+
+struct Api {
+    base: String,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl Api {
+    fn new(cluster: &TestCluster) -> Self {
+        Api {
+            base: format!("{}/api/v1alpha", cluster.url(Component::Gateway)),
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build_http(),
+        }
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, bytes::Bytes) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("token {t}"));
+        }
+        let resp = self
+            .client
+            .request(req.body(body.into()).expect("request"))
+            .await
+            .expect("http request");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, body)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (status, body) = self.raw(method, path, token, bytes).await;
+        let v = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()))
+        };
+        (status, v)
+    }
+
+    /// Creates a user and an API token for it; returns the token.
+    async fn user(&self, name: &str) -> String {
+        let (s, _) = self
+            .call(
+                "POST",
+                "/users",
+                Some(ADMIN),
+                Some(json!({"username": name})),
+            )
+            .await;
+        assert_eq!(s, 201, "create user {name}");
+        let (s, v) = self
+            .call(
+                "POST",
+                &format!("/users/{name}/tokens"),
+                Some(ADMIN),
+                Some(json!({"token_name": "t"})),
+            )
+            .await;
+        assert_eq!(s, 201, "create token for {name}: {v}");
+        v["token"].as_str().expect("token").to_owned()
+    }
+}
+
+fn enc(r: &str) -> String {
+    r.replace('/', "%2F")
+}
+
+async fn cluster(components: &[Component]) -> TestCluster {
+    let mut config = Config::default();
+    config.gateway.admin_token = Some(ADMIN.into());
+    TestCluster::start(config, components.iter().copied().collect())
+        .await
+        .expect("start cluster")
+}
+
+async fn base_cluster() -> TestCluster {
+    cluster(&[
+        Component::Gateway,
+        Component::Configstore,
+        Component::Runservice,
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn authentication_and_users() {
+    let cluster = base_cluster().await;
+    let api = Api::new(&cluster);
+
+    // Anonymous on an auth-forced route, an invalid token, an unsupported scheme: 401.
+    let (s, v) = api.call("GET", "/user", None, None).await;
+    assert_eq!((s, v["code"].as_str()), (401, Some("unauthorized")));
+    let (s, _) = api.call("GET", "/user", Some("nope"), None).await;
+    assert_eq!(s, 401);
+    let (s, _) = api
+        .client
+        .request(
+            http::Request::builder()
+                .uri(format!("{}/user", api.base))
+                .header("authorization", "basic abc")
+                .body(Default::default())
+                .expect("request"),
+        )
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .expect("request");
+    assert_eq!(s, 401);
+
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let (s, v) = api.call("GET", "/user", Some(&alice), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["name"], "alice");
+    assert_eq!(v["token_names"], json!(["t"]));
+    assert!(
+        !v.to_string().contains(&alice),
+        "token values are never returned"
+    );
+
+    // Admin-only user management: 403 for a user, 401 for anonymous.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/users",
+            Some(&alice),
+            Some(json!({"username": "carol"})),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")));
+    let (s, _) = api.call("GET", "/users", None, None).await;
+    assert_eq!(s, 401);
+    let (s, v) = api.call("GET", "/users", Some(ADMIN), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(2));
+
+    // Duplicates pass the configstore's 409 through with its message.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/users",
+            Some(ADMIN),
+            Some(json!({"username": "alice"})),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["code"], "already_exists");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains("alice")),
+        "{v}"
+    );
+
+    // Bad bodies: unknown field, missing field, not JSON → 400 naming the problem.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/users",
+            Some(ADMIN),
+            Some(json!({"username": "x", "extra": 1})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains("extra")),
+        "{v}"
+    );
+    let (s, v) = api
+        .call("POST", "/users", Some(ADMIN), Some(json!({})))
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("username")),
+        "{v}"
+    );
+    // A configstore validation error passes through as 400.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/users",
+            Some(ADMIN),
+            Some(json!({"username": "bad name!"})),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("bad_request")), "{v}");
+
+    // Bodies over 1 MiB: 413 request_too_large.
+    let big = format!("{{\"username\":\"{}\"}}", "a".repeat(1 << 20));
+    let (s, body) = api
+        .raw("POST", "/users", Some(ADMIN), big.into_bytes())
+        .await;
+    assert_eq!(s, 413);
+    let v: Value = serde_json::from_slice(&body).expect("json error body");
+    assert_eq!(v["code"], "request_too_large");
+
+    // Unknown routes → 400; unknown users → 404.
+    let (s, _) = api.call("GET", "/nope", None, None).await;
+    assert_eq!(s, 400);
+    let (s, v) = api.call("GET", "/users/nobody", Some(&alice), None).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("not_found")));
+
+    // Tokens: only the user itself or an admin; deleting one revokes it.
+    let (s, _) = api
+        .call(
+            "POST",
+            "/users/alice/tokens",
+            Some(&bob),
+            Some(json!({"token_name": "x"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/users/bob/tokens",
+            Some(&bob),
+            Some(json!({"token_name": "second"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let second = v["token"].as_str().expect("token").to_owned();
+    let (s, _) = api
+        .call("DELETE", "/users/bob/tokens/second", Some(&bob), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api.call("GET", "/user", Some(&second), None).await;
+    assert_eq!(s, 401);
+
+    let (s, _) = api.call("DELETE", "/users/bob", Some(&alice), None).await;
+    assert_eq!(s, 403);
+    let (s, _) = api.call("DELETE", "/users/bob", Some(ADMIN), None).await;
+    assert_eq!(s, 204);
+    let (s, _) = api.call("GET", "/user", Some(&bob), None).await;
+    assert_eq!(s, 401);
+
+    cluster.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn backend_failures_are_500_without_detail() {
+    let mut config = Config::default();
+    config.gateway.admin_token = Some(ADMIN.into());
+    // Nothing listens there (port 1 is privileged and unused on loopback).
+    config.gateway.configstore_url = "http://127.0.0.1:1".into();
+    let cluster = TestCluster::start(config, [Component::Gateway].into())
+        .await
+        .expect("start cluster");
+    let api = Api::new(&cluster);
+    let (s, v) = api
+        .call("GET", "/user", Some("some-user-token"), None)
+        .await;
+    assert_eq!(s, 500);
+    assert_eq!(
+        v,
+        json!({"code": "internal", "message": "internal server error"})
+    );
+    let (s, v) = api.call("GET", "/orgs", None, None).await;
+    assert_eq!(s, 500);
+    assert_eq!(
+        v,
+        json!({"code": "internal", "message": "internal server error"})
+    );
+    cluster.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn orgs_projects_and_permissions() {
+    let cluster = base_cluster().await;
+    let api = Api::new(&cluster);
+    let owner = api.user("owner").await;
+    let member = api.user("member").await;
+    let stranger = api.user("stranger").await;
+
+    let (s, v) = api
+        .call(
+            "POST",
+            "/orgs",
+            Some(&owner),
+            Some(json!({"name": "acme", "visibility": "private"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["visibility"], "private");
+    let (s, _) = api
+        .call("POST", "/orgs", Some(&owner), Some(json!({"name": "acme"})))
+        .await;
+    assert_eq!(s, 409);
+    let (s, _) = api
+        .call("POST", "/orgs", None, Some(json!({"name": "anon"})))
+        .await;
+    assert_eq!(s, 401);
+
+    // A private org is invisible to strangers and anonymous callers.
+    let (s, _) = api.call("GET", "/orgs/acme", Some(&stranger), None).await;
+    assert_eq!(s, 404);
+    let (s, _) = api.call("GET", "/orgs/acme", None, None).await;
+    assert_eq!(s, 404);
+    let (s, v) = api.call("GET", "/orgs", Some(&stranger), None).await;
+    assert_eq!((s, v), (200, json!([])));
+    let (s, v) = api.call("GET", "/orgs", Some(&owner), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(1));
+
+    // Members: owner adds (201), changes the role (200); strangers cannot see the org (404).
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/orgs/acme/members/member",
+            Some(&owner),
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/orgs/acme/members/member",
+            Some(&owner),
+            Some(json!({"role": "member"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["role"], "member");
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/orgs/acme/members/stranger",
+            Some(&stranger),
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(s, 404);
+    // A member sees the org but may not administer it: 403.
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/orgs/acme/members/stranger",
+            Some(&member),
+            Some(json!({"role": "member"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, v) = api
+        .call("GET", "/orgs/acme/members", Some(&member), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(2));
+
+    // Project groups: the org's root group is org/acme.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/projectgroups",
+            Some(&owner),
+            Some(json!({"name": "team", "parent_ref": "org/acme", "visibility": "public"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["path"], "org/acme/team");
+    let (s, _) = api
+        .call(
+            "POST",
+            "/projectgroups",
+            Some(&member),
+            Some(json!({"name": "mine", "parent_ref": "org/acme"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("/projectgroups/{}", enc("org/acme/team")),
+            Some(&owner),
+            Some(json!({"visibility": "private"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["visibility"], "private");
+
+    // Projects: one public, one private, in the private group.
+    for (name, visibility) in [("pub", "public"), ("priv", "private")] {
+        let (s, v) = api
+            .call(
+                "POST",
+                "/projects",
+                Some(&owner),
+                Some(json!({
+                    "name": name, "parent_ref": "org/acme/team", "visibility": visibility,
+                    "repository_url": "file:///nonexistent", "ssh_private_key": "PRIVATE-KEY",
+                })),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["path"], format!("org/acme/team/{name}"));
+        assert!(!v.to_string().contains("PRIVATE-KEY"));
+    }
+    let pubp = format!("/projects/{}", enc("org/acme/team/pub"));
+    let privp = format!("/projects/{}", enc("org/acme/team/priv"));
+    for (who, token, pub_status, priv_status) in [
+        ("owner", Some(owner.as_str()), 200, 200),
+        ("member", Some(member.as_str()), 200, 200),
+        ("stranger", Some(stranger.as_str()), 200, 404),
+        ("anonymous", None, 200, 404),
+    ] {
+        let (s, _) = api.call("GET", &pubp, token, None).await;
+        assert_eq!(s, pub_status, "{who} reading the public project");
+        let (s, _) = api.call("GET", &privp, token, None).await;
+        assert_eq!(s, priv_status, "{who} reading the private project");
+    }
+    let (s, v) = api
+        .call(
+            "GET",
+            &format!("/projectgroups/{}/projects", enc("org/acme/team")),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(2));
+    let (s, _) = api
+        .call(
+            "PUT",
+            &pubp,
+            Some(&member),
+            Some(json!({"visibility": "private"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = api
+        .call(
+            "PUT",
+            &privp,
+            Some(&stranger),
+            Some(json!({"visibility": "public"})),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, v) = api
+        .call(
+            "PUT",
+            &pubp,
+            Some(&owner),
+            Some(json!({"pass_vars_to_forked_pr": true})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["pass_vars_to_forked_pr"], true);
+    let (s, _) = api
+        .call("PUT", &pubp, Some(&owner), Some(json!({"bogus": true})))
+        .await;
+    assert_eq!(s, 400);
+
+    // Secrets and variables: members list them, never with values; owners create and delete.
+    let gsec = format!("/projectgroups/{}/secrets", enc("org/acme/team"));
+    let (s, v) = api
+        .call(
+            "POST",
+            &gsec,
+            Some(&owner),
+            Some(json!({"name": "creds", "type": "internal", "data": {"password": "hunter2"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(!v.to_string().contains("hunter2"));
+    let (s, _) = api
+        .call(
+            "POST",
+            &gsec,
+            Some(&member),
+            Some(json!({"name": "x", "data": {"a": "b"}})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("{privp}/secrets"),
+            Some(&owner),
+            Some(json!({"name": "creds", "data": {"password": "closer"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("{privp}/variables"),
+            Some(&owner),
+            Some(json!({"name": "password", "values": [{"secret_name": "creds", "secret_var": "password", "when": {"branch": {"include": ["main"]}}}]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["values"][0]["secret_var"], "password");
+    let (s, v) = api
+        .call("GET", &format!("{privp}/secrets?tree"), Some(&member), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "{v}");
+    let text = v.to_string();
+    assert!(
+        !text.contains("hunter2") && !text.contains("closer"),
+        "{text}"
+    );
+    assert!(v[0].get("data").is_none());
+    let (s, v) = api
+        .call(
+            "GET",
+            &format!("{privp}/secrets?tree&removeoverridden"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["parent_path"], "org/acme/team/priv");
+    let (s, _) = api
+        .call("GET", &format!("{privp}/secrets"), Some(&stranger), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = api
+        .call("GET", &format!("{pubp}/secrets"), Some(&stranger), None)
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = api
+        .call("GET", &format!("{pubp}/secrets"), None, None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, v) = api
+        .call(
+            "GET",
+            &format!("{privp}/variables?tree"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    let (s, _) = api
+        .call(
+            "DELETE",
+            &format!("{privp}/variables/password"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api
+        .call("DELETE", &format!("{gsec}/creds"), Some(&owner), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api
+        .call("DELETE", &format!("{gsec}/creds"), Some(&owner), None)
+        .await;
+    assert_eq!(s, 404);
+
+    // Deletes: 204, then gone.
+    let (s, _) = api.call("DELETE", &privp, Some(&member), None).await;
+    assert_eq!(s, 403);
+    let (s, _) = api.call("DELETE", &privp, Some(&owner), None).await;
+    assert_eq!(s, 204);
+    let (s, _) = api.call("GET", &privp, Some(&owner), None).await;
+    assert_eq!(s, 404);
+    let (s, _) = api
+        .call(
+            "DELETE",
+            &format!("/projectgroups/{}", enc("org/acme/team")),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api
+        .call("DELETE", "/orgs/acme/members/member", Some(&owner), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api.call("GET", "/orgs/acme", Some(&member), None).await;
+    assert_eq!(s, 404);
+    let (s, _) = api.call("DELETE", "/orgs/acme", Some(&owner), None).await;
+    assert_eq!(s, 204);
+
+    cluster.stop().await.expect("clean stop");
+}

@@ -612,3 +612,317 @@ async fn orgs_projects_and_permissions() {
 
     cluster.stop().await.expect("clean stop");
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A repository whose `main` has a run (hello, then deploy waiting one approval) and whose
+/// `broken` branch has an invalid config.
+fn test_repo(dir: &std::path::Path) {
+    let cfg = dir.join(".agola");
+    std::fs::create_dir_all(&cfg).expect("mkdir");
+    std::fs::write(
+        cfg.join("config.yml"),
+        "runs:\n  - name: ci\n    tasks:\n      - name: hello\n        runtime: { containers: [ { image: busybox } ] }\n        environment: { GREETING: { from_variable: greeting } }\n        steps: [ { run: 'echo hi $GREETING' } ]\n      - name: deploy\n        approval: true\n        depends: [ hello ]\n        runtime: { containers: [ { image: busybox } ] }\n        steps: [ { run: 'echo deployed' } ]\n",
+    )
+    .expect("write config");
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "ci"]);
+    git(dir, &["checkout", "-q", "-b", "broken"]);
+    std::fs::write(
+        cfg.join("config.yml"),
+        "runs:\n  - name: bad\n    tasks: []\n",
+    )
+    .expect("write");
+    git(dir, &["commit", "-q", "-am", "broken config"]);
+    git(dir, &["checkout", "-q", "main"]);
+}
+
+async fn wait_run(api: &Api, path: &str, token: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    agola_integration_tests::wait_until(
+        "a run state",
+        std::time::Duration::from_secs(60),
+        || async {
+            let (s, v) = api.call("GET", path, Some(token), None).await;
+            (s == 200 && pred(&v)).then_some(v)
+        },
+    )
+    .await
+    .expect("run state reached")
+}
+
+#[tokio::test]
+async fn createrun_runs_approvals_and_logs() {
+    let mut config = Config::default();
+    config.gateway.admin_token = Some(ADMIN.into());
+    config.executor.driver.kind = agola_executor::DriverType::Local;
+    config.scheduler.interval_ms = 100;
+    let cluster = TestCluster::start(
+        config,
+        [
+            Component::Gateway,
+            Component::Configstore,
+            Component::Runservice,
+            Component::Executor,
+            Component::Scheduler,
+        ]
+        .into(),
+    )
+    .await
+    .expect("start cluster");
+    let api = Api::new(&cluster);
+    let owner = api.user("owner").await;
+    let member = api.user("member").await;
+    let stranger = api.user("stranger").await;
+    let repo = tempfile::tempdir().expect("tempdir");
+    test_repo(repo.path());
+
+    let (s, _) = api
+        .call("POST", "/orgs", Some(&owner), Some(json!({"name": "acme"})))
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/orgs/acme/members/member",
+            Some(&owner),
+            Some(json!({"role": "member"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/projects",
+            Some(&owner),
+            Some(
+                json!({"name": "app", "parent_ref": "org/acme", "visibility": "private",
+                        "repository_url": repo.path().display().to_string()}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let proj = format!("/projects/{}", enc("org/acme/app"));
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("{proj}/secrets"),
+            Some(&owner),
+            Some(json!({"name": "s", "data": {"g": "from-secret"}})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("{proj}/variables"),
+            Some(&owner),
+            Some(json!({"name": "greeting", "values": [{"secret_name": "s", "secret_var": "g"}]})),
+        )
+        .await;
+    assert_eq!(s, 201);
+
+    // Bad requests: neither or two refs; strangers do not see the private project.
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("{proj}/createrun"),
+            Some(&member),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("{proj}/createrun"),
+            Some(&member),
+            Some(json!({"branch": "main", "tag": "v1"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("{proj}/createrun"),
+            Some(&stranger),
+            Some(json!({"branch": "main"})),
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("{proj}/createrun"),
+            Some(&member),
+            Some(json!({"branch": "main"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let runs = v["runs"].as_array().expect("runs").clone();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["name"], "ci");
+    assert_eq!(runs[0]["annotations"]["run_creation_trigger"], "manual");
+    let number = runs[0]["number"].as_u64().expect("number");
+    let run_path = format!("{proj}/runs/{number}");
+
+    // The run reaches the approval task; the member records an approval (204), a second one
+    // by the same user is 400, and the scheduler then approves and the run succeeds.
+    let run = wait_run(&api, &run_path, &member, |v| {
+        v["tasks_waiting_approval"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let deploy = run["tasks_waiting_approval"][0]
+        .as_str()
+        .expect("task id")
+        .to_owned();
+    let hello = run["tasks"]
+        .as_object()
+        .and_then(|t| t.values().find(|t| t["name"] == "hello"))
+        .and_then(|t| t["id"].as_str())
+        .expect("hello task")
+        .to_owned();
+    let (s, _) = api
+        .call(
+            "PUT",
+            &format!("{run_path}/tasks/{deploy}/actions"),
+            Some(&stranger),
+            Some(json!({"action_type": "approve"})),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("{run_path}/tasks/{deploy}/actions"),
+            Some(&member),
+            Some(json!({"action_type": "approve"})),
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("{run_path}/tasks/{deploy}/actions"),
+            Some(&member),
+            Some(json!({"action_type": "approve"})),
+        )
+        .await;
+    assert!(s == 400, "second approval: {s} {v}");
+    let run = wait_run(&api, &run_path, &member, |v| v["phase"] == "finished").await;
+    assert_eq!(run["result"], "success", "{run}");
+
+    // The step log, with the variable resolved from the secret.
+    let (s, body) = api
+        .raw(
+            "GET",
+            &format!("{run_path}/tasks/{hello}/logs?step=0"),
+            Some(&member),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let log = String::from_utf8_lossy(&body);
+    assert!(log.contains("hi from-secret"), "{log}");
+    let (s, _) = api
+        .raw(
+            "GET",
+            &format!("{run_path}/tasks/{hello}/logs"),
+            Some(&member),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, 400);
+
+    // Listing, filters, and visibility of the runs.
+    let (s, v) = api
+        .call(
+            "GET",
+            &format!("{proj}/runs?phase=finished"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    let (s, v) = api
+        .call(
+            "GET",
+            &format!("{proj}/runs?subgroup=branch/other"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!((s, v), (200, json!([])));
+    let (s, _) = api
+        .call("GET", &format!("{proj}/runs"), Some(&stranger), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = api
+        .call("GET", &format!("{proj}/runs/9999"), Some(&member), None)
+        .await;
+    assert_eq!(s, 404);
+
+    // Restart: 201 with the new run.
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("{run_path}/actions"),
+            Some(&member),
+            Some(json!({"action_type": "restart", "from_start": true})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(v["number"].as_u64().is_some_and(|n| n > number));
+
+    // A broken config creates the "Setup Error" run.
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("{proj}/createrun"),
+            Some(&member),
+            Some(json!({"branch": "broken"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["runs"][0]["name"], "Setup Error");
+    assert_eq!(v["runs"][0]["phase"], "setuperror");
+    assert!(
+        v["runs"][0]["setup_errors"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "{v}"
+    );
+
+    // A ref the repository does not have: 400.
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("{proj}/createrun"),
+            Some(&member),
+            Some(json!({"branch": "nope"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+
+    cluster.stop().await.expect("clean stop");
+}

@@ -50,6 +50,13 @@ impl Backends {
             .ok_or_else(|| ApiError::unavailable("gateway.configstoreUrl is not configured"))
     }
 
+    /// The runservice client.
+    pub fn rs(&self) -> Result<RunServiceClient<GrpcChannel>, ApiError> {
+        self.runservice
+            .clone()
+            .ok_or_else(|| ApiError::unavailable("gateway.runserviceUrl is not configured"))
+    }
+
     /// The configured admin token, if any.
     pub fn admin_token(&self) -> Option<&str> {
         self.admin_token.as_deref()

@@ -8,10 +8,12 @@
 
 mod auth;
 mod backends;
+mod createrun;
 mod grpc;
 mod orgs;
 mod projects;
 mod rest;
+mod runs;
 mod secrets;
 mod users;
 mod views;

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Caller, authenticate};
 use crate::backends::Backends;
-use crate::{orgs, projects, secrets, users};
+use crate::{createrun, orgs, projects, runs, secrets, users};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 1 << 20;
@@ -94,6 +94,21 @@ pub fn router(backends: Backends) -> axum::Router {
         .route(
             "/projects/{project}/variables/{name}",
             axum::routing::delete(delete_variable::<PROJECT>),
+        )
+        .route(
+            "/projects/{project}/createrun",
+            axum::routing::post(create_run),
+        )
+        .route("/projects/{project}/runs", get(list_runs))
+        .route("/projects/{project}/runs/{number}", get(get_run))
+        .route("/projects/{project}/runs/{number}/actions", put(run_action))
+        .route(
+            "/projects/{project}/runs/{number}/tasks/{task}/actions",
+            put(task_action),
+        )
+        .route(
+            "/projects/{project}/runs/{number}/tasks/{task}/logs",
+            get(task_logs),
         )
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
@@ -766,4 +781,285 @@ async fn delete_variable<const P: i32>(
 ) -> Res {
     secrets::delete_variable(&b, &caller, parent_type(P), &r, &name).await?;
     no_content()
+}
+
+// --- Runs -------------------------------------------------------------------------------------
+
+fn phase_str(v: i32) -> &'static str {
+    use agola_proto::common::v1::RunPhase as P;
+    match P::try_from(v) {
+        Ok(P::Setuperror) => "setuperror",
+        Ok(P::Queued) => "queued",
+        Ok(P::Cancelled) => "cancelled",
+        Ok(P::Running) => "running",
+        Ok(P::Finished) => "finished",
+        _ => "unspecified",
+    }
+}
+
+fn result_str(v: i32) -> &'static str {
+    use agola_proto::common::v1::RunResult as R;
+    match R::try_from(v) {
+        Ok(R::Unknown) => "unknown",
+        Ok(R::Stopped) => "stopped",
+        Ok(R::Success) => "success",
+        Ok(R::Failed) => "failed",
+        _ => "unspecified",
+    }
+}
+
+fn task_status_str(v: i32) -> &'static str {
+    use agola_proto::common::v1::RunTaskStatus as S;
+    match S::try_from(v) {
+        Ok(S::Notstarted) => "notstarted",
+        Ok(S::Skipped) => "skipped",
+        Ok(S::Cancelled) => "cancelled",
+        Ok(S::Running) => "running",
+        Ok(S::Stopped) => "stopped",
+        Ok(S::Success) => "success",
+        Ok(S::Failed) => "failed",
+        _ => "unspecified",
+    }
+}
+
+fn condition_str(v: i32) -> &'static str {
+    use agola_proto::common::v1::DependCondition as C;
+    match C::try_from(v) {
+        Ok(C::OnSuccess) => "on_success",
+        Ok(C::OnFailure) => "on_failure",
+        Ok(C::OnSkipped) => "on_skipped",
+        _ => "unspecified",
+    }
+}
+
+fn time_json(t: &Option<prost_types::Timestamp>) -> Value {
+    t.as_ref()
+        .map_or(Value::Null, |t| Value::String(t.to_string()))
+}
+
+fn run_summary_json(r: &pb::RunSummary) -> Value {
+    json!({
+        "number": r.number, "name": r.name, "annotations": r.annotations,
+        "phase": phase_str(r.phase), "result": result_str(r.result), "stopping": r.stopping,
+        "tasks_waiting_approval": r.tasks_waiting_approval,
+        "enqueue_time": time_json(&r.enqueue_time), "start_time": time_json(&r.start_time),
+        "end_time": time_json(&r.end_time),
+    })
+}
+
+pub(crate) fn run_json(r: &pb::Run) -> Value {
+    let tasks: serde_json::Map<String, Value> = r
+        .tasks
+        .iter()
+        .map(|(id, t)| {
+            (
+                id.clone(),
+                json!({
+                    "id": t.id, "name": t.name, "status": task_status_str(t.status),
+                    "level": t.level,
+                    "depends": t.depends.iter().map(|d| json!({
+                        "task_id": d.task_id,
+                        "conditions": d.conditions.iter().map(|c| condition_str(*c)).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                    "waiting_approval": t.waiting_approval, "approved": t.approved,
+                    "approval_annotations": t.approval_annotations,
+                    "min_approvers": t.min_approvers, "approvers_count": t.approvers_count,
+                    "start_time": time_json(&t.start_time), "end_time": time_json(&t.end_time),
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "number": r.number, "name": r.name, "annotations": r.annotations,
+        "phase": phase_str(r.phase), "result": result_str(r.result),
+        "setup_errors": r.setup_errors, "stopping": r.stopping,
+        "enqueue_time": time_json(&r.enqueue_time), "start_time": time_json(&r.start_time),
+        "end_time": time_json(&r.end_time), "tasks": tasks,
+        "tasks_waiting_approval": r.tasks_waiting_approval,
+        "can_restart_from_scratch": r.can_restart_from_scratch,
+        "can_restart_from_failed_tasks": r.can_restart_from_failed_tasks,
+    })
+}
+
+fn parse_phase(s: &str) -> Result<agola_proto::common::v1::RunPhase, ApiError> {
+    use agola_proto::common::v1::RunPhase as P;
+    Ok(match s {
+        "setuperror" => P::Setuperror,
+        "queued" => P::Queued,
+        "cancelled" => P::Cancelled,
+        "running" => P::Running,
+        "finished" => P::Finished,
+        _ => return Err(ApiError::bad_request(format!("unknown run phase {s:?}"))),
+    })
+}
+
+fn parse_result(s: &str) -> Result<agola_proto::common::v1::RunResult, ApiError> {
+    use agola_proto::common::v1::RunResult as R;
+    Ok(match s {
+        "unknown" => R::Unknown,
+        "stopped" => R::Stopped,
+        "success" => R::Success,
+        "failed" => R::Failed,
+        _ => return Err(ApiError::bad_request(format!("unknown run result {s:?}"))),
+    })
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
+    v.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid {name} {v:?}")))
+}
+
+async fn list_runs(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(p): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Res {
+    let mut f = runs::ListFilter::default();
+    for (k, v) in q {
+        match k.as_str() {
+            "subgroup" => f.subgroup = v,
+            "phase" => f.phases.push(parse_phase(&v)?),
+            "result" => f.results.push(parse_result(&v)?),
+            "start" => f.start = Some(parse_num("start", &v)?),
+            "limit" => f.limit = parse_num("limit", &v)?,
+            "asc" => f.asc = v != "false" && v != "0",
+            _ => {
+                return Err(ApiError::bad_request(format!("unknown query parameter {k:?}")).into());
+            }
+        }
+    }
+    let list = runs::list(&b, &caller, &p, f).await?;
+    ok(Value::Array(list.iter().map(run_summary_json).collect()))
+}
+
+async fn get_run(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((p, n)): Path<(String, u64)>,
+) -> Res {
+    ok(run_json(&runs::get(&b, &caller, &p, n).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RunActionJson {
+    Restart,
+    Cancel,
+    Stop,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunActionBody {
+    action_type: RunActionJson,
+    #[serde(default)]
+    from_start: bool,
+}
+
+async fn run_action(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((p, n)): Path<(String, u64)>,
+    Body(body): Body<RunActionBody>,
+) -> Res {
+    let action = match body.action_type {
+        RunActionJson::Restart => pb::RunActionType::Restart,
+        RunActionJson::Cancel => pb::RunActionType::Cancel,
+        RunActionJson::Stop => pb::RunActionType::Stop,
+    };
+    match runs::action(&b, &caller, &p, n, action, body.from_start).await? {
+        Some(run) => created(run_json(&run)),
+        None => no_content(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum TaskActionJson {
+    Approve,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskActionBody {
+    #[serde(rename = "action_type")]
+    _action_type: TaskActionJson,
+}
+
+async fn task_action(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((p, n, task)): Path<(String, u64, String)>,
+    Body(_body): Body<TaskActionBody>,
+) -> Res {
+    runs::approve(&b, &caller, &p, n, &task).await?;
+    no_content()
+}
+
+async fn task_logs(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((p, n, task)): Path<(String, u64, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Res {
+    let mut setup = false;
+    let mut step = None;
+    let mut follow = false;
+    for (k, v) in q {
+        match k.as_str() {
+            "setup" => setup = v != "false" && v != "0",
+            "step" => step = Some(parse_num::<i32>("step", &v)?),
+            "follow" => follow = v != "false" && v != "0",
+            _ => {
+                return Err(ApiError::bad_request(format!("unknown query parameter {k:?}")).into());
+            }
+        }
+    }
+    let which = match (setup, step) {
+        (true, None) => runs::LogSelector::Setup,
+        (false, Some(n)) => runs::LogSelector::Step(n),
+        _ => return Err(ApiError::bad_request("give exactly one of setup and step").into()),
+    };
+    let mut stream = runs::logs(&b, &caller, &p, n, &task, which, follow).await?;
+    // The first message carries the runservice's answer (e.g. not found): an error there is
+    // still a proper error response.
+    let first = stream.message().await.map_err(ApiError::from)?;
+    let head = futures::stream::iter(first.map(|m| Ok::<_, tonic::Status>(Bytes::from(m.data))));
+    let rest = futures::StreamExt::map(stream, |r| r.map(|m| Bytes::from(m.data)));
+    let body = axum::body::Body::from_stream(futures::StreamExt::chain(head, rest));
+    Ok((
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRunBody {
+    #[serde(default)]
+    branch: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default, rename = "ref")]
+    git_ref: String,
+    #[serde(default)]
+    commit_sha: String,
+}
+
+async fn create_run(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(p): Path<String>,
+    Body(body): Body<CreateRunBody>,
+) -> Res {
+    let req = createrun::RefRequest {
+        branch: body.branch,
+        tag: body.tag,
+        git_ref: body.git_ref,
+        commit_sha: body.commit_sha,
+    };
+    let list = createrun::create(&b, &caller, &p, req).await?;
+    created(json!({ "runs": list.iter().map(run_json).collect::<Vec<_>>() }))
 }

@@ -926,3 +926,161 @@ async fn createrun_runs_approvals_and_logs() {
 
     cluster.stop().await.expect("clean stop");
 }
+
+fn authed<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(t) = token {
+        req.metadata_mut().insert(
+            "authorization",
+            format!("token {t}").parse().expect("metadata"),
+        );
+    }
+    req
+}
+
+#[tokio::test]
+async fn grpc_uses_the_same_auth_and_rules() {
+    use agola_proto::common::v1::{ParentType, Visibility};
+    use agola_proto::gateway::v1 as pb;
+    use agola_proto::gateway::v1::org_service_client::OrgServiceClient;
+    use agola_proto::gateway::v1::project_group_service_client::ProjectGroupServiceClient;
+    use agola_proto::gateway::v1::secret_service_client::SecretServiceClient;
+
+    let cluster = base_cluster().await;
+    let api = Api::new(&cluster);
+    let owner = api.user("owner").await;
+    let stranger = api.user("stranger").await;
+    let channel = tonic::transport::Channel::from_shared(cluster.url(Component::Gateway))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut orgs = OrgServiceClient::new(channel.clone());
+    let mut groups = ProjectGroupServiceClient::new(channel.clone());
+    let mut secrets = SecretServiceClient::new(channel);
+
+    let create = |token| {
+        authed(
+            pb::CreateOrgRequest {
+                name: "acme".into(),
+                visibility: Visibility::Private.into(),
+            },
+            token,
+        )
+    };
+    let err = orgs.create_org(create(None)).await.expect_err("anonymous");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let err = orgs
+        .create_org(create(Some("bogus")))
+        .await
+        .expect_err("bad token");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    orgs.create_org(create(Some(&owner)))
+        .await
+        .expect("create org");
+    let err = orgs
+        .create_org(create(Some(&owner)))
+        .await
+        .expect_err("duplicate");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+    assert_eq!(
+        err.metadata()
+            .get("agola-error-code")
+            .and_then(|v| v.to_str().ok()),
+        Some("already_exists")
+    );
+    let get = |token| {
+        authed(
+            pb::GetOrgRequest {
+                org_ref: "acme".into(),
+            },
+            token,
+        )
+    };
+    let err = orgs
+        .get_org(get(Some(&stranger)))
+        .await
+        .expect_err("private org");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert_eq!(
+        orgs.get_org(get(Some(&owner)))
+            .await
+            .expect("owner reads")
+            .into_inner()
+            .org
+            .map(|o| o.name),
+        Some("acme".into())
+    );
+
+    let g = groups
+        .create_project_group(authed(
+            pb::CreateProjectGroupRequest {
+                name: "team".into(),
+                parent_ref: "org/acme".into(),
+                visibility: Visibility::Private.into(),
+            },
+            Some(&owner),
+        ))
+        .await
+        .expect("create group")
+        .into_inner()
+        .project_group
+        .expect("group");
+    assert_eq!(g.path, "org/acme/team");
+
+    let secret_req = |token| {
+        authed(
+            pb::CreateSecretRequest {
+                parent_type: ParentType::Projectgroup.into(),
+                parent_ref: "org/acme/team".into(),
+                name: "creds".into(),
+                r#type: 0,
+                data: [("k".to_owned(), "v".to_owned())].into(),
+            },
+            token,
+        )
+    };
+    let err = secrets
+        .create_secret(secret_req(Some(&stranger)))
+        .await
+        .expect_err("stranger");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    secrets
+        .create_secret(secret_req(Some(&owner)))
+        .await
+        .expect("create secret");
+    secrets
+        .update_secret(authed(
+            pb::UpdateSecretRequest {
+                parent_type: ParentType::Projectgroup.into(),
+                parent_ref: "org/acme/team".into(),
+                secret_name: "creds".into(),
+                name: "renamed".into(),
+                r#type: 0,
+                data: [("k".to_owned(), "v2".to_owned())].into(),
+            },
+            Some(&owner),
+        ))
+        .await
+        .expect("update secret");
+    let list = secrets
+        .list_secrets(authed(
+            pb::ListSecretsRequest {
+                parent_type: ParentType::Projectgroup.into(),
+                parent_ref: "org/acme/team".into(),
+                tree: false,
+                remove_overridden: false,
+            },
+            Some(&owner),
+        ))
+        .await
+        .expect("list secrets")
+        .into_inner()
+        .secrets;
+    assert_eq!(
+        list.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["renamed"]
+    );
+
+    cluster.stop().await.expect("clean stop");
+}

@@ -3,13 +3,16 @@
 use agola_common::ApiError;
 use agola_proto::gateway::v1 as pb;
 use agola_proto::gateway::v1::org_service_server::OrgService;
+use agola_proto::gateway::v1::project_group_service_server::ProjectGroupService;
+use agola_proto::gateway::v1::secret_service_server::SecretService;
+use agola_proto::gateway::v1::variable_service_server::VariableService;
 use agola_proto::gateway::v1::version_service_server::VersionService;
 use agola_proto::gateway::v1::{GetVersionRequest, GetVersionResponse};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, authenticate};
 use crate::backends::Backends;
-use crate::orgs;
+use crate::{orgs, projects, secrets};
 
 /// `agola.gateway.v1.VersionService`.
 #[derive(Debug, Clone, Copy)]
@@ -117,5 +120,176 @@ impl OrgService for Orgs {
         let r = request.into_inner();
         orgs::remove_member(&self.0, &c, &r.org_ref, &r.user_ref).await?;
         Ok(Response::new(pb::RemoveOrgMemberResponse {}))
+    }
+}
+
+/// `agola.gateway.v1.ProjectGroupService`.
+#[derive(Debug, Clone)]
+pub struct ProjectGroups(pub Backends);
+
+#[tonic::async_trait]
+impl ProjectGroupService for ProjectGroups {
+    async fn get_project_group(
+        &self,
+        request: Request<pb::GetProjectGroupRequest>,
+    ) -> Result<Response<pb::GetProjectGroupResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let g = projects::get_group(&self.0, &c, &request.into_inner().project_group_ref).await?;
+        Ok(Response::new(pb::GetProjectGroupResponse {
+            project_group: Some(g),
+        }))
+    }
+
+    async fn list_project_group_subgroups(
+        &self,
+        request: Request<pb::ListProjectGroupSubgroupsRequest>,
+    ) -> Result<Response<pb::ListProjectGroupSubgroupsResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let project_groups =
+            projects::subgroups(&self.0, &c, &request.into_inner().project_group_ref).await?;
+        Ok(Response::new(pb::ListProjectGroupSubgroupsResponse {
+            project_groups,
+        }))
+    }
+
+    async fn list_project_group_projects(
+        &self,
+        request: Request<pb::ListProjectGroupProjectsRequest>,
+    ) -> Result<Response<pb::ListProjectGroupProjectsResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let projects =
+            projects::group_projects(&self.0, &c, &request.into_inner().project_group_ref).await?;
+        Ok(Response::new(pb::ListProjectGroupProjectsResponse {
+            projects,
+        }))
+    }
+
+    async fn create_project_group(
+        &self,
+        request: Request<pb::CreateProjectGroupRequest>,
+    ) -> Result<Response<pb::CreateProjectGroupResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let visibility = r.visibility();
+        let g = projects::create_group(&self.0, &c, r.name, &r.parent_ref, visibility).await?;
+        Ok(Response::new(pb::CreateProjectGroupResponse {
+            project_group: Some(g),
+        }))
+    }
+
+    async fn update_project_group(
+        &self,
+        request: Request<pb::UpdateProjectGroupRequest>,
+    ) -> Result<Response<pb::UpdateProjectGroupResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let g = projects::update_group(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateProjectGroupResponse {
+            project_group: Some(g),
+        }))
+    }
+
+    async fn delete_project_group(
+        &self,
+        request: Request<pb::DeleteProjectGroupRequest>,
+    ) -> Result<Response<pb::DeleteProjectGroupResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        projects::delete_group(&self.0, &c, &request.into_inner().project_group_ref).await?;
+        Ok(Response::new(pb::DeleteProjectGroupResponse {}))
+    }
+}
+
+/// `agola.gateway.v1.SecretService`.
+#[derive(Debug, Clone)]
+pub struct Secrets(pub Backends);
+
+#[tonic::async_trait]
+impl SecretService for Secrets {
+    async fn list_secrets(
+        &self,
+        request: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let secrets = secrets::list_secrets(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::ListSecretsResponse { secrets }))
+    }
+
+    async fn create_secret(
+        &self,
+        request: Request<pb::CreateSecretRequest>,
+    ) -> Result<Response<pb::CreateSecretResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let s = secrets::create_secret(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::CreateSecretResponse { secret: Some(s) }))
+    }
+
+    async fn update_secret(
+        &self,
+        request: Request<pb::UpdateSecretRequest>,
+    ) -> Result<Response<pb::UpdateSecretResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let s = secrets::update_secret(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateSecretResponse { secret: Some(s) }))
+    }
+
+    async fn delete_secret(
+        &self,
+        request: Request<pb::DeleteSecretRequest>,
+    ) -> Result<Response<pb::DeleteSecretResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let pt = r.parent_type();
+        secrets::delete_secret(&self.0, &c, pt, &r.parent_ref, &r.secret_name).await?;
+        Ok(Response::new(pb::DeleteSecretResponse {}))
+    }
+}
+
+/// `agola.gateway.v1.VariableService`.
+#[derive(Debug, Clone)]
+pub struct Variables(pub Backends);
+
+#[tonic::async_trait]
+impl VariableService for Variables {
+    async fn list_variables(
+        &self,
+        request: Request<pb::ListVariablesRequest>,
+    ) -> Result<Response<pb::ListVariablesResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let variables = secrets::list_variables(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::ListVariablesResponse { variables }))
+    }
+
+    async fn create_variable(
+        &self,
+        request: Request<pb::CreateVariableRequest>,
+    ) -> Result<Response<pb::CreateVariableResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let pt = r.parent_type();
+        let v = secrets::create_variable(&self.0, &c, pt, &r.parent_ref, r.name, r.values).await?;
+        Ok(Response::new(pb::CreateVariableResponse {
+            variable: Some(v),
+        }))
+    }
+
+    async fn update_variable(
+        &self,
+        request: Request<pb::UpdateVariableRequest>,
+    ) -> Result<Response<pb::UpdateVariableResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let v = secrets::update_variable(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateVariableResponse {
+            variable: Some(v),
+        }))
+    }
+
+    async fn delete_variable(
+        &self,
+        request: Request<pb::DeleteVariableRequest>,
+    ) -> Result<Response<pb::DeleteVariableResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let pt = r.parent_type();
+        secrets::delete_variable(&self.0, &c, pt, &r.parent_ref, &r.variable_name).await?;
+        Ok(Response::new(pb::DeleteVariableResponse {}))
     }
 }

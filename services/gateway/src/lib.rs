@@ -24,6 +24,9 @@ use agola_common::grpc::{GrpcServer, InternalAuthLayer};
 use agola_common::telemetry::TraceContextServerLayer;
 use agola_common::{ApiError, Shutdown};
 use agola_proto::gateway::v1::org_service_server::OrgServiceServer;
+use agola_proto::gateway::v1::project_group_service_server::ProjectGroupServiceServer;
+use agola_proto::gateway::v1::secret_service_server::SecretServiceServer;
+use agola_proto::gateway::v1::variable_service_server::VariableServiceServer;
 use agola_proto::gateway::v1::version_service_server::VersionServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -94,6 +97,13 @@ pub async fn router(config: &Config) -> Result<axum::Router, Error> {
     let (routes, _) = GrpcServer::new(None)
         .add_service(VersionServiceServer::new(grpc::Version))
         .add_service(OrgServiceServer::new(grpc::Orgs(backends.clone())))
+        .add_service(ProjectGroupServiceServer::new(grpc::ProjectGroups(
+            backends.clone(),
+        )))
+        .add_service(SecretServiceServer::new(grpc::Secrets(backends.clone())))
+        .add_service(VariableServiceServer::new(grpc::Variables(
+            backends.clone(),
+        )))
         .add_descriptor_set(agola_proto::FILE_DESCRIPTOR_SET)
         .into_routes()
         .await

@@ -64,7 +64,7 @@ pub fn router(backends: Backends) -> axum::Router {
         )
         .route(
             "/projectgroups/{group}/secrets/{name}",
-            axum::routing::delete(delete_secret::<GROUP>),
+            put(update_secret::<GROUP>).delete(delete_secret::<GROUP>),
         )
         .route(
             "/projectgroups/{group}/variables",
@@ -72,7 +72,7 @@ pub fn router(backends: Backends) -> axum::Router {
         )
         .route(
             "/projectgroups/{group}/variables/{name}",
-            axum::routing::delete(delete_variable::<GROUP>),
+            put(update_variable::<GROUP>).delete(delete_variable::<GROUP>),
         )
         .route("/projects", axum::routing::post(create_project))
         .route(
@@ -85,7 +85,7 @@ pub fn router(backends: Backends) -> axum::Router {
         )
         .route(
             "/projects/{project}/secrets/{name}",
-            axum::routing::delete(delete_secret::<PROJECT>),
+            put(update_secret::<PROJECT>).delete(delete_secret::<PROJECT>),
         )
         .route(
             "/projects/{project}/variables",
@@ -93,7 +93,7 @@ pub fn router(backends: Backends) -> axum::Router {
         )
         .route(
             "/projects/{project}/variables/{name}",
-            axum::routing::delete(delete_variable::<PROJECT>),
+            put(update_variable::<PROJECT>).delete(delete_variable::<PROJECT>),
         )
         .route(
             "/projects/{project}/createrun",
@@ -726,6 +726,25 @@ async fn create_secret<const P: i32>(
     ))
 }
 
+async fn update_secret<const P: i32>(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((r, name)): Path<(String, String)>,
+    Body(body): Body<CreateSecretBody>,
+) -> Res {
+    let req = pb::UpdateSecretRequest {
+        parent_type: P,
+        parent_ref: r,
+        secret_name: name,
+        name: body.name,
+        r#type: agola_proto::common::v1::SecretType::Internal.into(),
+        data: body.data,
+    };
+    ok(secret_json(
+        &secrets::update_secret(&b, &caller, req).await?,
+    ))
+}
+
 async fn delete_secret<const P: i32>(
     State(b): State<Backends>,
     caller: Caller,
@@ -751,14 +770,8 @@ async fn list_variables<const P: i32>(
     ok(Value::Array(list.iter().map(variable_json).collect()))
 }
 
-async fn create_variable<const P: i32>(
-    State(b): State<Backends>,
-    caller: Caller,
-    Path(r): Path<String>,
-    Body(body): Body<CreateVariableBody>,
-) -> Res {
-    let values = body
-        .values
+fn variable_values(values: Vec<VariableValueJson>) -> Vec<VariableValue> {
+    values
         .into_iter()
         .map(|v| VariableValue {
             secret_name: v.secret_name,
@@ -769,9 +782,36 @@ async fn create_variable<const P: i32>(
                 r#ref: conditions(w.r#ref),
             }),
         })
-        .collect();
+        .collect()
+}
+
+async fn create_variable<const P: i32>(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(r): Path<String>,
+    Body(body): Body<CreateVariableBody>,
+) -> Res {
+    let values = variable_values(body.values);
     let v = secrets::create_variable(&b, &caller, parent_type(P), &r, body.name, values).await?;
     created(variable_json(&v))
+}
+
+async fn update_variable<const P: i32>(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((r, name)): Path<(String, String)>,
+    Body(body): Body<CreateVariableBody>,
+) -> Res {
+    let req = pb::UpdateVariableRequest {
+        parent_type: P,
+        parent_ref: r,
+        variable_name: name,
+        name: body.name,
+        values: variable_values(body.values),
+    };
+    ok(variable_json(
+        &secrets::update_variable(&b, &caller, req).await?,
+    ))
 }
 
 async fn delete_variable<const P: i32>(

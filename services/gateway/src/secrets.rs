@@ -204,3 +204,60 @@ pub async fn delete_variable(
         .await?;
     Ok(())
 }
+
+/// `PUT /{projectgroups|projects}/{ref}/secrets/{name}` (owners): new name, type and data.
+pub async fn update_secret(
+    b: &Backends,
+    caller: &Caller,
+    req: pb::UpdateSecretRequest,
+) -> Result<pb::Secret, ApiError> {
+    let id = parent_id(b, caller, req.parent_type(), &req.parent_ref, Access::Owner).await?;
+    let r#type = match req.r#type() {
+        SecretType::Unspecified => SecretType::Internal,
+        t => t,
+    };
+    let s = b
+        .cs()?
+        .update_secret(cs::UpdateSecretRequest {
+            parent_type: req.parent_type,
+            parent_ref: id,
+            secret_name: req.secret_name,
+            secret: Some(cs::Secret {
+                name: req.name,
+                r#type: r#type.into(),
+                data: req.data,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .secret
+        .ok_or_else(|| ApiError::internal("configstore answered no secret"))?;
+    Ok(views::secret(&s))
+}
+
+/// `PUT /{projectgroups|projects}/{ref}/variables/{name}` (owners): new name and values.
+pub async fn update_variable(
+    b: &Backends,
+    caller: &Caller,
+    req: pb::UpdateVariableRequest,
+) -> Result<pb::Variable, ApiError> {
+    let id = parent_id(b, caller, req.parent_type(), &req.parent_ref, Access::Owner).await?;
+    let v = b
+        .cs()?
+        .update_variable(cs::UpdateVariableRequest {
+            parent_type: req.parent_type,
+            parent_ref: id,
+            variable_name: req.variable_name,
+            variable: Some(cs::Variable {
+                name: req.name,
+                values: req.values,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .variable
+        .ok_or_else(|| ApiError::internal("configstore answered no variable"))?;
+    Ok(views::variable(&v))
+}

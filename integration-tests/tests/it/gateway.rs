@@ -853,6 +853,59 @@ async fn createrun_runs_approvals_and_logs() {
         .await;
     assert_eq!(s, 400);
 
+    // The task detail: steps from the run config with their status.
+    let (s, v) = api
+        .call(
+            "GET",
+            &format!("{run_path}/tasks/{hello}"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["name"], "hello");
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["steps"][0]["type"], "run");
+    assert_eq!(v["steps"][0]["command"], "echo hi $GREETING");
+    assert_eq!(v["steps"][0]["exit_status"], 0);
+    assert_eq!(v["steps"][0]["phase"], "success");
+    let (s, _) = api
+        .call(
+            "GET",
+            &format!("{run_path}/tasks/nope"),
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // The runservice's 400 for a stop of a finished run passes through; strangers get 404.
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("{run_path}/actions"),
+            Some(&member),
+            Some(json!({"action_type": "stop"})),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("bad_request")), "{v}");
+    let (s, _) = api
+        .call(
+            "PUT",
+            &format!("{run_path}/actions"),
+            Some(&stranger),
+            Some(json!({"action_type": "cancel"})),
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    let (s, v) = api.call("GET", "/user/orgs", Some(&member), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v,
+        json!([{"org": {"id": v[0]["org"]["id"], "name": "acme", "visibility": "public"}, "role": "member"}])
+    );
+
     // Listing, filters, and visibility of the runs.
     let (s, v) = api
         .call(

@@ -37,6 +37,7 @@ pub fn router(backends: Backends) -> axum::Router {
     axum::Router::new()
         .route("/version", get(version))
         .route("/user", get(current_user))
+        .route("/user/orgs", get(current_user_orgs))
         .route("/users", get(list_users).post(create_user))
         .route("/users/{user}", get(get_user).delete(delete_user))
         .route("/users/{user}/tokens", axum::routing::post(create_token))
@@ -102,6 +103,10 @@ pub fn router(backends: Backends) -> axum::Router {
         .route("/projects/{project}/runs", get(list_runs))
         .route("/projects/{project}/runs/{number}", get(get_run))
         .route("/projects/{project}/runs/{number}/actions", put(run_action))
+        .route(
+            "/projects/{project}/runs/{number}/tasks/{task}",
+            get(get_task),
+        )
         .route(
             "/projects/{project}/runs/{number}/tasks/{task}/actions",
             put(task_action),
@@ -481,6 +486,20 @@ fn conditions(c: Option<ConditionsJson>) -> Option<WhenConditions> {
 
 async fn current_user(caller: Caller) -> Res {
     ok(user_json(&users::current(&caller)?))
+}
+
+async fn current_user_orgs(State(b): State<Backends>, caller: Caller) -> Res {
+    let list = users::current_orgs(&b, &caller).await?;
+    ok(Value::Array(
+        list.iter()
+            .map(|uo| {
+                json!({
+                    "org": uo.org.as_ref().map_or(Value::Null, org_json),
+                    "role": role_str(uo.role),
+                })
+            })
+            .collect(),
+    ))
 }
 
 async fn get_user(State(b): State<Backends>, caller: Caller, Path(u): Path<String>) -> Res {
@@ -1102,4 +1121,63 @@ async fn create_run(
     };
     let list = createrun::create(&b, &caller, &p, req).await?;
     created(json!({ "runs": list.iter().map(run_json).collect::<Vec<_>>() }))
+}
+
+fn exec_phase_str(v: i32) -> &'static str {
+    use agola_proto::common::v1::ExecutorTaskPhase as P;
+    match P::try_from(v) {
+        Ok(P::Notstarted) => "notstarted",
+        Ok(P::Cancelled) => "cancelled",
+        Ok(P::Running) => "running",
+        Ok(P::Stopped) => "stopped",
+        Ok(P::Success) => "success",
+        Ok(P::Failed) => "failed",
+        _ => "unspecified",
+    }
+}
+
+fn step_type_str(v: i32) -> &'static str {
+    match pb::StepType::try_from(v) {
+        Ok(pb::StepType::Run) => "run",
+        Ok(pb::StepType::SaveToWorkspace) => "save_to_workspace",
+        Ok(pb::StepType::RestoreWorkspace) => "restore_workspace",
+        Ok(pb::StepType::SaveCache) => "save_cache",
+        Ok(pb::StepType::RestoreCache) => "restore_cache",
+        _ => "unspecified",
+    }
+}
+
+fn task_detail_json(t: &pb::RunTaskDetail) -> Value {
+    json!({
+        "id": t.id, "name": t.name, "status": task_status_str(t.status), "level": t.level,
+        "depends": t.depends.iter().map(|d| json!({
+            "task_id": d.task_id,
+            "conditions": d.conditions.iter().map(|c| condition_str(*c)).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "waiting_approval": t.waiting_approval, "approved": t.approved,
+        "approval_annotations": t.approval_annotations,
+        "min_approvers": t.min_approvers, "approvers_count": t.approvers_count,
+        "start_time": time_json(&t.start_time), "end_time": time_json(&t.end_time),
+        "setup_step": t.setup_step.as_ref().map_or(Value::Null, |s| json!({
+            "phase": exec_phase_str(s.phase), "start_time": time_json(&s.start_time),
+            "end_time": time_json(&s.end_time), "log_archived": s.log_archived,
+            "log_lost": s.log_lost,
+        })),
+        "steps": t.steps.iter().map(|s| json!({
+            "type": step_type_str(s.r#type), "name": s.name, "command": s.command,
+            "shell": s.shell, "phase": exec_phase_str(s.phase), "exit_status": s.exit_status,
+            "start_time": time_json(&s.start_time), "end_time": time_json(&s.end_time),
+            "log_archived": s.log_archived, "log_lost": s.log_lost,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn get_task(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((p, n, task)): Path<(String, u64, String)>,
+) -> Res {
+    ok(task_detail_json(
+        &runs::get_task(&b, &caller, &p, n, &task).await?,
+    ))
 }

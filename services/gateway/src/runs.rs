@@ -376,3 +376,106 @@ pub async fn logs(
         .await?
         .into_inner())
 }
+
+fn step_view(step: &pbc::Step, status: Option<&pbc::RunTaskStep>) -> pb::RunTaskStep {
+    use pbc::step::Step as S;
+    let (r#type, name, command, shell) = match &step.step {
+        Some(S::Run(r)) => (
+            pb::StepType::Run,
+            r.name.clone(),
+            r.command.clone(),
+            r.shell.clone(),
+        ),
+        Some(S::SaveToWorkspace(_)) => (
+            pb::StepType::SaveToWorkspace,
+            "save to workspace".to_owned(),
+            String::new(),
+            String::new(),
+        ),
+        Some(S::RestoreWorkspace(_)) => (
+            pb::StepType::RestoreWorkspace,
+            "restore workspace".to_owned(),
+            String::new(),
+            String::new(),
+        ),
+        Some(S::SaveCache(_)) => (
+            pb::StepType::SaveCache,
+            "save cache".to_owned(),
+            String::new(),
+            String::new(),
+        ),
+        Some(S::RestoreCache(_)) => (
+            pb::StepType::RestoreCache,
+            "restore cache".to_owned(),
+            String::new(),
+            String::new(),
+        ),
+        None => (
+            pb::StepType::Unspecified,
+            String::new(),
+            String::new(),
+            String::new(),
+        ),
+    };
+    pb::RunTaskStep {
+        r#type: r#type.into(),
+        name,
+        command,
+        shell,
+        phase: status.map_or(0, |s| s.phase),
+        exit_status: status.and_then(|s| s.exit_status),
+        start_time: status.and_then(|s| s.start_time),
+        end_time: status.and_then(|s| s.end_time),
+        log_archived: status.is_some_and(|s| s.log_phase() == pbc::FetchPhase::Finished),
+        log_lost: status.is_some_and(|s| s.log_phase() == pbc::FetchPhase::Lost),
+    }
+}
+
+/// `GET /projects/{ref}/runs/{number}/tasks/{taskid}`: the task with its setup step and steps.
+pub async fn get_task(
+    b: &Backends,
+    caller: &Caller,
+    project_ref: &str,
+    number: u64,
+    task_id: &str,
+) -> Result<pb::RunTaskDetail, ApiError> {
+    let (p, _) = readable_project(b, caller, project_ref).await?;
+    let (run, rc) = run_by_number(b, &p.id, number).await?;
+    let view = run_view(&run, rc.as_ref(), Vec::new());
+    let (Some(t), Some(task)) = (view.tasks.get(task_id), run.tasks.get(task_id)) else {
+        return Err(ApiError::not_found(format!("task {task_id:?} not found")));
+    };
+    let steps = rc
+        .as_ref()
+        .and_then(|rc| rc.tasks.get(task_id))
+        .map(|c| {
+            c.steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| step_view(s, task.steps.get(i)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(pb::RunTaskDetail {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        status: t.status,
+        level: t.level,
+        depends: t.depends.clone(),
+        waiting_approval: t.waiting_approval,
+        approved: t.approved,
+        approval_annotations: t.approval_annotations.clone(),
+        min_approvers: t.min_approvers,
+        approvers_count: t.approvers_count,
+        start_time: t.start_time,
+        end_time: t.end_time,
+        setup_step: task.setup_step.as_ref().map(|s| pb::RunTaskSetupStep {
+            phase: s.phase,
+            start_time: s.start_time,
+            end_time: s.end_time,
+            log_archived: s.log_phase() == pbc::FetchPhase::Finished,
+            log_lost: s.log_phase() == pbc::FetchPhase::Lost,
+        }),
+        steps,
+    })
+}

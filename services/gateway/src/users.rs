@@ -124,3 +124,23 @@ pub async fn delete_token(
         .await?;
     Ok(())
 }
+
+/// `GET /user/orgs`: the calling user's orgs with its role in each.
+pub async fn current_orgs(b: &Backends, caller: &Caller) -> Result<Vec<pb::UserOrg>, ApiError> {
+    let user = caller.require_user()?;
+    let orgs = b
+        .cs()?
+        .list_user_orgs(cs::ListUserOrgsRequest {
+            user_ref: user.id.clone(),
+        })
+        .await?
+        .into_inner()
+        .orgs;
+    Ok(orgs
+        .into_iter()
+        .map(|uo| pb::UserOrg {
+            org: uo.org.as_ref().map(views::org),
+            role: uo.role,
+        })
+        .collect())
+}

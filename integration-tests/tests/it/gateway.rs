@@ -966,6 +966,30 @@ async fn createrun_runs_approvals_and_logs() {
         "{v}"
     );
 
+    // Badges: the last run's phase (the setup error run), "unknown" for a branch without runs.
+    let badge = format!("/badges/{}", enc("org/acme/app"));
+    let (s, body) = api.raw("GET", &badge, Some(&member), Vec::new()).await;
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("build: setuperror"));
+    let (s, body) = api
+        .raw(
+            "GET",
+            &format!("{badge}?branch=none"),
+            Some(&member),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("build: unknown"));
+    let (s, _) = api.raw("GET", &badge, None, Vec::new()).await;
+    assert_eq!(s, 404);
+
+    // Deleting a run: owners only, and the runservice refuses runs not archived yet (400).
+    let (s, _) = api.call("DELETE", &run_path, Some(&member), None).await;
+    assert_eq!(s, 403);
+    let (s, v) = api.call("DELETE", &run_path, Some(&owner), None).await;
+    assert_eq!(s, 400, "{v}");
+
     // A ref the repository does not have: 400.
     let (s, _) = api
         .call(

@@ -29,7 +29,7 @@ pub struct RefRequest {
 }
 
 /// Escapes a ref name for a run group path element.
-fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -101,7 +101,11 @@ pub fn router(backends: Backends) -> axum::Router {
             axum::routing::post(create_run),
         )
         .route("/projects/{project}/runs", get(list_runs))
-        .route("/projects/{project}/runs/{number}", get(get_run))
+        .route(
+            "/projects/{project}/runs/{number}",
+            get(get_run).delete(delete_run),
+        )
+        .route("/badges/{project}", get(badge))
         .route("/projects/{project}/runs/{number}/actions", put(run_action))
         .route(
             "/projects/{project}/runs/{number}/tasks/{task}",
@@ -113,7 +117,7 @@ pub fn router(backends: Backends) -> axum::Router {
         )
         .route(
             "/projects/{project}/runs/{number}/tasks/{task}/logs",
-            get(task_logs),
+            get(task_logs).delete(delete_task_logs),
         )
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
@@ -1056,12 +1060,7 @@ async fn task_action(
     no_content()
 }
 
-async fn task_logs(
-    State(b): State<Backends>,
-    caller: Caller,
-    Path((p, n, task)): Path<(String, u64, String)>,
-    Query(q): Query<Vec<(String, String)>>,
-) -> Res {
+fn log_selector(q: Vec<(String, String)>) -> Result<(runs::LogSelector, bool), ApiError> {
     let mut setup = false;
     let mut step = None;
     let mut follow = false;
@@ -1071,15 +1070,63 @@ async fn task_logs(
             "step" => step = Some(parse_num::<i32>("step", &v)?),
             "follow" => follow = v != "false" && v != "0",
             _ => {
-                return Err(ApiError::bad_request(format!("unknown query parameter {k:?}")).into());
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {k:?}"
+                )));
             }
         }
     }
-    let which = match (setup, step) {
-        (true, None) => runs::LogSelector::Setup,
-        (false, Some(n)) => runs::LogSelector::Step(n),
-        _ => return Err(ApiError::bad_request("give exactly one of setup and step").into()),
-    };
+    match (setup, step) {
+        (true, None) => Ok((runs::LogSelector::Setup, follow)),
+        (false, Some(n)) => Ok((runs::LogSelector::Step(n), follow)),
+        _ => Err(ApiError::bad_request("give exactly one of setup and step")),
+    }
+}
+
+async fn delete_task_logs(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((p, n, task)): Path<(String, u64, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Res {
+    let (which, _) = log_selector(q)?;
+    runs::delete_logs(&b, &caller, &p, n, &task, which).await?;
+    no_content()
+}
+
+async fn delete_run(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((p, n)): Path<(String, u64)>,
+) -> Res {
+    runs::delete(&b, &caller, &p, n).await?;
+    no_content()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BadgeQuery {
+    #[serde(default)]
+    branch: String,
+}
+
+async fn badge(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(p): Path<String>,
+    Query(q): Query<BadgeQuery>,
+) -> Res {
+    let svg = runs::badge(&b, &caller, &p, &q.branch).await?;
+    Ok(([(http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+async fn task_logs(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((p, n, task)): Path<(String, u64, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Res {
+    let (which, follow) = log_selector(q)?;
     let mut stream = runs::logs(&b, &caller, &p, n, &task, which, follow).await?;
     // The first message carries the runservice's answer (e.g. not found): an error there is
     // still a proper error response.

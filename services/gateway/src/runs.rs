@@ -479,3 +479,134 @@ pub async fn get_task(
         steps,
     })
 }
+
+/// `DELETE /projects/{ref}/runs/{number}` (owners): the runservice refuses runs not archived.
+pub async fn delete(
+    b: &Backends,
+    caller: &Caller,
+    project_ref: &str,
+    number: u64,
+) -> Result<(), ApiError> {
+    let p = project_with(b, caller, project_ref, Access::Owner).await?;
+    let (run, _) = run_by_number(b, &p.id, number).await?;
+    b.rs()?
+        .delete_run(rs::DeleteRunRequest { run_id: run.id })
+        .await?;
+    Ok(())
+}
+
+/// `DELETE …/tasks/{taskid}/logs` (members).
+pub async fn delete_logs(
+    b: &Backends,
+    caller: &Caller,
+    project_ref: &str,
+    number: u64,
+    task_id: &str,
+    which: LogSelector,
+) -> Result<(), ApiError> {
+    let p = project_with(b, caller, project_ref, Access::Member).await?;
+    let (run, _) = run_by_number(b, &p.id, number).await?;
+    let (setup, step) = match which {
+        LogSelector::Setup => (true, None),
+        LogSelector::Step(n) => (false, Some(n)),
+    };
+    b.rs()?
+        .delete_logs(rs::DeleteLogsRequest {
+            run_id: run.id,
+            task_id: task_id.to_owned(),
+            setup,
+            step,
+        })
+        .await?;
+    Ok(())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /badges/{projectref}?branch=`: an SVG labelled "build" with the last run's result if
+/// finished, else its phase, "unknown" if there is none.
+pub async fn badge(
+    b: &Backends,
+    caller: &Caller,
+    project_ref: &str,
+    branch: &str,
+) -> Result<String, ApiError> {
+    let (p, _) = readable_project(b, caller, project_ref).await?;
+    let mut client = b.rs()?;
+    let last = if branch.is_empty() {
+        client
+            .list_runs(rs::ListRunsRequest {
+                groups: vec![project_group(&p.id)],
+                limit: 1,
+                ascending: false,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .runs
+    } else {
+        client
+            .list_group_runs(rs::ListGroupRunsRequest {
+                group: format!(
+                    "{}/branch/{}",
+                    project_group(&p.id),
+                    crate::createrun::escape(branch)
+                ),
+                limit: 1,
+                ascending: false,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .runs
+    };
+    let (message, color) = match last.first() {
+        None => ("unknown".to_owned(), "#9f9f9f"),
+        Some(r) if r.phase() == pbc::RunPhase::Finished => {
+            let color = match r.result() {
+                pbc::RunResult::Success => "#4c1",
+                pbc::RunResult::Failed => "#e05d44",
+                _ => "#9f9f9f",
+            };
+            (result_name(r.result()).to_owned(), color)
+        }
+        Some(r) => (phase_name(r.phase()).to_owned(), "#dfb317"),
+    };
+    let label_w = 40;
+    let msg_w = 10 + 7 * message.chars().count();
+    let total = label_w + msg_w;
+    let message = xml_escape(&message);
+    Ok(format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="20" role="img" aria-label="build: {message}"><title>build: {message}</title><rect width="{label_w}" height="20" fill="#555"/><rect x="{label_w}" width="{msg_w}" height="20" fill="{color}"/><g fill="#fff" text-anchor="middle" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11"><text x="{lx}" y="14">build</text><text x="{mx}" y="14">{message}</text></g></svg>"##,
+        lx = label_w / 2,
+        mx = label_w + msg_w / 2,
+    ))
+}
+
+/// Lowercase name of a run phase, as the API spells it.
+pub fn phase_name(p: pbc::RunPhase) -> &'static str {
+    match p {
+        pbc::RunPhase::Setuperror => "setuperror",
+        pbc::RunPhase::Queued => "queued",
+        pbc::RunPhase::Cancelled => "cancelled",
+        pbc::RunPhase::Running => "running",
+        pbc::RunPhase::Finished => "finished",
+        pbc::RunPhase::Unspecified => "unspecified",
+    }
+}
+
+/// Lowercase name of a run result, as the API spells it.
+pub fn result_name(r: pbc::RunResult) -> &'static str {
+    match r {
+        pbc::RunResult::Unknown => "unknown",
+        pbc::RunResult::Stopped => "stopped",
+        pbc::RunResult::Success => "success",
+        pbc::RunResult::Failed => "failed",
+        pbc::RunResult::Unspecified => "unspecified",
+    }
+}

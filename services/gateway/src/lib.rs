@@ -2,9 +2,11 @@
 //! front end, with CORS for other origins) and REST/JSON under `/api/v1alpha` share the
 //! listener; errors are translated once into the JSON model `{"code","message"}`.
 //!
-//! Callers are authenticated once per request ([`auth`]); the resource modules (`users`,
-//! `orgs`, `projects`, `secrets`) hold the authorization rules and talk to the configstore and
-//! the runservice only through their gRPC clients; `rest` and `grpc` are thin adapters.
+//! Callers are authenticated once per request (`auth`); the resource modules (`users`, `orgs`,
+//! `projects`, `secrets`, `runs`, `createrun`) hold the authorization rules and talk to the
+//! configstore and the runservice only through their gRPC clients (`backends`); `rest` and
+//! `grpc` are thin adapters. Not built yet: JWT login, remote sources (webhooks, remote-source
+//! projects, linked accounts), user direct runs and the gitserver.
 
 mod auth;
 mod backends;

@@ -990,6 +990,92 @@ async fn createrun_runs_approvals_and_logs() {
     let (s, v) = api.call("DELETE", &run_path, Some(&owner), None).await;
     assert_eq!(s, 400, "{v}");
 
+    // The same runs over gRPC.
+    {
+        use agola_proto::gateway::v1 as pb;
+        use agola_proto::gateway::v1::project_service_client::ProjectServiceClient;
+        use agola_proto::gateway::v1::run_service_client::RunServiceClient;
+        let channel = tonic::transport::Channel::from_shared(cluster.url(Component::Gateway))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let mut grpc = RunServiceClient::new(channel.clone());
+        let owner_ref = || {
+            Some(pb::get_run_request::Owner::ProjectRef(
+                "org/acme/app".into(),
+            ))
+        };
+        let run = grpc
+            .get_run(authed(
+                pb::GetRunRequest {
+                    owner: owner_ref(),
+                    number,
+                },
+                Some(&member),
+            ))
+            .await
+            .expect("grpc get run")
+            .into_inner()
+            .run
+            .expect("run");
+        assert_eq!(run.name, "ci");
+        let err = grpc
+            .get_run(authed(
+                pb::GetRunRequest {
+                    owner: owner_ref(),
+                    number,
+                },
+                Some(&stranger),
+            ))
+            .await
+            .expect_err("stranger");
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        let mut stream = grpc
+            .get_run_task_logs(authed(
+                pb::GetRunTaskLogsRequest {
+                    owner: Some(pb::get_run_task_logs_request::Owner::ProjectRef(
+                        "org/acme/app".into(),
+                    )),
+                    number,
+                    task_id: hello.clone(),
+                    setup: false,
+                    step: Some(0),
+                    follow: false,
+                },
+                Some(&member),
+            ))
+            .await
+            .expect("grpc logs")
+            .into_inner();
+        let mut log = Vec::new();
+        while let Some(chunk) = stream.message().await.expect("log chunk") {
+            log.extend_from_slice(&chunk.data);
+        }
+        assert!(String::from_utf8_lossy(&log).contains("hi from-secret"));
+        let err = grpc
+            .list_runs(authed(
+                pb::ListRunsRequest {
+                    owner: Some(pb::list_runs_request::Owner::UserRef("member".into())),
+                    ..Default::default()
+                },
+                Some(&member),
+            ))
+            .await
+            .expect_err("user runs");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        let err = ProjectServiceClient::new(channel)
+            .reconfig_project(authed(
+                pb::ReconfigProjectRequest {
+                    project_ref: "org/acme/app".into(),
+                },
+                Some(&owner),
+            ))
+            .await
+            .expect_err("plain git project");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
+
     // A ref the repository does not have: 400.
     let (s, _) = api
         .call(

@@ -4,6 +4,8 @@ use agola_common::ApiError;
 use agola_proto::gateway::v1 as pb;
 use agola_proto::gateway::v1::org_service_server::OrgService;
 use agola_proto::gateway::v1::project_group_service_server::ProjectGroupService;
+use agola_proto::gateway::v1::project_service_server::ProjectService;
+use agola_proto::gateway::v1::run_service_server::RunService;
 use agola_proto::gateway::v1::secret_service_server::SecretService;
 use agola_proto::gateway::v1::variable_service_server::VariableService;
 use agola_proto::gateway::v1::version_service_server::VersionService;
@@ -12,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, authenticate};
 use crate::backends::Backends;
-use crate::{orgs, projects, secrets};
+use crate::{createrun, orgs, projects, runs, secrets};
 
 /// `agola.gateway.v1.VersionService`.
 #[derive(Debug, Clone, Copy)]
@@ -291,5 +293,246 @@ impl VariableService for Variables {
         let pt = r.parent_type();
         secrets::delete_variable(&self.0, &c, pt, &r.parent_ref, &r.variable_name).await?;
         Ok(Response::new(pb::DeleteVariableResponse {}))
+    }
+}
+
+/// The project ref of a run request's owner; user direct runs are not built yet.
+macro_rules! project_owner {
+    ($owner:expr, $module:ident) => {
+        match $owner {
+            Some(pb::$module::Owner::ProjectRef(r)) => Ok::<String, ApiError>(r),
+            Some(pb::$module::Owner::UserRef(_)) => Err(ApiError::bad_request(
+                "user direct runs are not supported yet",
+            )),
+            None => Err(ApiError::bad_request("missing field `project_ref`")),
+        }
+    };
+}
+
+fn log_selector(setup: bool, step: Option<i32>) -> Result<runs::LogSelector, ApiError> {
+    match (setup, step) {
+        (true, None) => Ok(runs::LogSelector::Setup),
+        (false, Some(n)) => Ok(runs::LogSelector::Step(n)),
+        _ => Err(ApiError::bad_request("give exactly one of setup and step")),
+    }
+}
+
+/// `agola.gateway.v1.RunService` (project runs).
+#[derive(Debug, Clone)]
+pub struct Runs(pub Backends);
+
+#[tonic::async_trait]
+impl RunService for Runs {
+    async fn list_runs(
+        &self,
+        request: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let project = project_owner!(r.owner.clone(), list_runs_request)?;
+        let filter = runs::ListFilter {
+            phases: r.phases().collect(),
+            results: r.results().collect(),
+            subgroup: r.subgroup,
+            start: r.start,
+            limit: r.limit,
+            asc: r.asc,
+        };
+        let runs = runs::list(&self.0, &c, &project, filter).await?;
+        Ok(Response::new(pb::ListRunsResponse { runs }))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::GetRunResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let project = project_owner!(r.owner, get_run_request)?;
+        let run = runs::get(&self.0, &c, &project, r.number).await?;
+        Ok(Response::new(pb::GetRunResponse { run: Some(run) }))
+    }
+
+    async fn run_action(
+        &self,
+        request: Request<pb::RunActionRequest>,
+    ) -> Result<Response<pb::RunActionResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let action = r.action_type();
+        let project = project_owner!(r.owner, run_action_request)?;
+        let run = runs::action(&self.0, &c, &project, r.number, action, r.from_start).await?;
+        Ok(Response::new(pb::RunActionResponse { run }))
+    }
+
+    async fn delete_run(
+        &self,
+        request: Request<pb::DeleteRunRequest>,
+    ) -> Result<Response<pb::DeleteRunResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let project = project_owner!(r.owner, delete_run_request)?;
+        runs::delete(&self.0, &c, &project, r.number).await?;
+        Ok(Response::new(pb::DeleteRunResponse {}))
+    }
+
+    async fn get_run_task(
+        &self,
+        request: Request<pb::GetRunTaskRequest>,
+    ) -> Result<Response<pb::GetRunTaskResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let project = project_owner!(r.owner, get_run_task_request)?;
+        let task = runs::get_task(&self.0, &c, &project, r.number, &r.task_id).await?;
+        Ok(Response::new(pb::GetRunTaskResponse { task: Some(task) }))
+    }
+
+    async fn run_task_action(
+        &self,
+        request: Request<pb::RunTaskActionRequest>,
+    ) -> Result<Response<pb::RunTaskActionResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        if r.action_type() != pb::RunTaskActionType::Approve {
+            return Err(ApiError::bad_request("action_type must be approve").into());
+        }
+        let project = project_owner!(r.owner, run_task_action_request)?;
+        runs::approve(&self.0, &c, &project, r.number, &r.task_id).await?;
+        Ok(Response::new(pb::RunTaskActionResponse {}))
+    }
+
+    type GetRunTaskLogsStream =
+        futures::stream::BoxStream<'static, Result<pb::GetRunTaskLogsResponse, Status>>;
+
+    async fn get_run_task_logs(
+        &self,
+        request: Request<pb::GetRunTaskLogsRequest>,
+    ) -> Result<Response<Self::GetRunTaskLogsStream>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let which = log_selector(r.setup, r.step)?;
+        let project = project_owner!(r.owner, get_run_task_logs_request)?;
+        let stream =
+            runs::logs(&self.0, &c, &project, r.number, &r.task_id, which, r.follow).await?;
+        let stream = futures::StreamExt::map(stream, |m| {
+            m.map(|m| pb::GetRunTaskLogsResponse { data: m.data })
+                .map_err(|s| ApiError::from(s).to_status())
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn delete_run_task_logs(
+        &self,
+        request: Request<pb::DeleteRunTaskLogsRequest>,
+    ) -> Result<Response<pb::DeleteRunTaskLogsResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let which = log_selector(r.setup, r.step)?;
+        let project = project_owner!(r.owner, delete_run_task_logs_request)?;
+        runs::delete_logs(&self.0, &c, &project, r.number, &r.task_id, which).await?;
+        Ok(Response::new(pb::DeleteRunTaskLogsResponse {}))
+    }
+
+    async fn create_project_run(
+        &self,
+        request: Request<pb::CreateProjectRunRequest>,
+    ) -> Result<Response<pb::CreateProjectRunResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let req = createrun::RefRequest {
+            branch: r.branch,
+            tag: r.tag,
+            git_ref: r.r#ref,
+            commit_sha: r.commit_sha,
+        };
+        let runs = createrun::create(&self.0, &c, &r.project_ref, req).await?;
+        Ok(Response::new(pb::CreateProjectRunResponse { runs }))
+    }
+
+    async fn create_user_run(
+        &self,
+        request: Request<pb::CreateUserRunRequest>,
+    ) -> Result<Response<pb::CreateUserRunResponse>, Status> {
+        caller(&self.0, &request).await?.require_user()?;
+        Err(ApiError::bad_request("user direct runs are not supported yet").into())
+    }
+}
+
+/// `agola.gateway.v1.ProjectService`.
+#[derive(Debug, Clone)]
+pub struct Projects(pub Backends);
+
+#[tonic::async_trait]
+impl ProjectService for Projects {
+    async fn get_project(
+        &self,
+        request: Request<pb::GetProjectRequest>,
+    ) -> Result<Response<pb::GetProjectResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let p = projects::get_project(&self.0, &c, &request.into_inner().project_ref).await?;
+        Ok(Response::new(pb::GetProjectResponse { project: Some(p) }))
+    }
+
+    async fn create_project(
+        &self,
+        request: Request<pb::CreateProjectRequest>,
+    ) -> Result<Response<pb::CreateProjectResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let p = projects::create_project(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::CreateProjectResponse {
+            project: Some(p),
+        }))
+    }
+
+    async fn update_project(
+        &self,
+        request: Request<pb::UpdateProjectRequest>,
+    ) -> Result<Response<pb::UpdateProjectResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let p = projects::update_project(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateProjectResponse {
+            project: Some(p),
+        }))
+    }
+
+    async fn delete_project(
+        &self,
+        request: Request<pb::DeleteProjectRequest>,
+    ) -> Result<Response<pb::DeleteProjectResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        projects::delete_project(&self.0, &c, &request.into_inner().project_ref).await?;
+        Ok(Response::new(pb::DeleteProjectResponse {}))
+    }
+
+    async fn reconfig_project(
+        &self,
+        request: Request<pb::ReconfigProjectRequest>,
+    ) -> Result<Response<pb::ReconfigProjectResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let project_ref = request.into_inner().project_ref;
+        Err(projects::remote_source_only(&self.0, &c, &project_ref)
+            .await
+            .into())
+    }
+
+    async fn update_project_repo_linked_account(
+        &self,
+        request: Request<pb::UpdateProjectRepoLinkedAccountRequest>,
+    ) -> Result<Response<pb::UpdateProjectRepoLinkedAccountResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let project_ref = request.into_inner().project_ref;
+        Err(projects::remote_source_only(&self.0, &c, &project_ref)
+            .await
+            .into())
+    }
+
+    async fn get_project_badge(
+        &self,
+        request: Request<pb::GetProjectBadgeRequest>,
+    ) -> Result<Response<pb::GetProjectBadgeResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let svg = runs::badge(&self.0, &c, &r.project_ref, &r.branch).await?;
+        Ok(Response::new(pb::GetProjectBadgeResponse { svg }))
     }
 }

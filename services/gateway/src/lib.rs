@@ -27,6 +27,8 @@ use agola_common::telemetry::TraceContextServerLayer;
 use agola_common::{ApiError, Shutdown};
 use agola_proto::gateway::v1::org_service_server::OrgServiceServer;
 use agola_proto::gateway::v1::project_group_service_server::ProjectGroupServiceServer;
+use agola_proto::gateway::v1::project_service_server::ProjectServiceServer;
+use agola_proto::gateway::v1::run_service_server::RunServiceServer;
 use agola_proto::gateway::v1::secret_service_server::SecretServiceServer;
 use agola_proto::gateway::v1::variable_service_server::VariableServiceServer;
 use agola_proto::gateway::v1::version_service_server::VersionServiceServer;
@@ -102,6 +104,8 @@ pub async fn router(config: &Config) -> Result<axum::Router, Error> {
         .add_service(ProjectGroupServiceServer::new(grpc::ProjectGroups(
             backends.clone(),
         )))
+        .add_service(ProjectServiceServer::new(grpc::Projects(backends.clone())))
+        .add_service(RunServiceServer::new(grpc::Runs(backends.clone())))
         .add_service(SecretServiceServer::new(grpc::Secrets(backends.clone())))
         .add_service(VariableServiceServer::new(grpc::Variables(
             backends.clone(),

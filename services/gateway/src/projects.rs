@@ -365,3 +365,18 @@ pub async fn delete_project(
         .await?;
     Ok(())
 }
+
+/// The answer of the remote-source actions (reconfig, update linked account): the caller's
+/// rights are checked, then plain git repository projects have nothing to reconfigure and
+/// remote sources are not supported yet.
+pub async fn remote_source_only(b: &Backends, caller: &Caller, project_ref: &str) -> ApiError {
+    match project_with(b, caller, project_ref, Access::Owner).await {
+        Err(e) => e,
+        Ok(p) if p.remote_repository_config_type() == RemoteRepositoryConfigType::Manual => {
+            ApiError::bad_request(format!(
+                "project {project_ref:?} is a plain git repository project: it has no remote source"
+            ))
+        }
+        Ok(_) => ApiError::bad_request("remote sources are not supported yet"),
+    }
+}

@@ -1247,3 +1247,92 @@ async fn grpc_uses_the_same_auth_and_rules() {
 
     cluster.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn grpc_user_service() {
+    use agola_proto::gateway::v1 as pb;
+    use agola_proto::gateway::v1::user_service_client::UserServiceClient;
+
+    let cluster = base_cluster().await;
+    let channel = tonic::transport::Channel::from_shared(cluster.url(Component::Gateway))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut users = UserServiceClient::new(channel);
+    let err = users
+        .create_user(authed(
+            pb::CreateUserRequest {
+                username: "u".into(),
+            },
+            None,
+        ))
+        .await
+        .expect_err("anonymous");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let user = users
+        .create_user(authed(
+            pb::CreateUserRequest {
+                username: "u".into(),
+            },
+            Some(ADMIN),
+        ))
+        .await
+        .expect("create user")
+        .into_inner()
+        .user
+        .expect("user");
+    assert_eq!(user.name, "u");
+    let token = users
+        .create_user_token(authed(
+            pb::CreateUserTokenRequest {
+                user_ref: "u".into(),
+                token_name: "cli".into(),
+            },
+            Some(ADMIN),
+        ))
+        .await
+        .expect("token")
+        .into_inner()
+        .token;
+    let me = users
+        .get_current_user(authed(pb::GetCurrentUserRequest {}, Some(&token)))
+        .await
+        .expect("current user")
+        .into_inner()
+        .user
+        .expect("user");
+    assert_eq!((me.id, me.token_names), (user.id, vec!["cli".to_owned()]));
+    let err = users
+        .list_users(authed(pb::ListUsersRequest::default(), Some(&token)))
+        .await
+        .expect_err("not admin");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    let err = users
+        .create_user_linked_account(authed(
+            pb::CreateUserLinkedAccountRequest {
+                user_ref: "u".into(),
+                ..Default::default()
+            },
+            Some(&token),
+        ))
+        .await
+        .expect_err("no remote sources");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    users
+        .delete_user_token(authed(
+            pb::DeleteUserTokenRequest {
+                user_ref: "u".into(),
+                token_name: "cli".into(),
+            },
+            Some(&token),
+        ))
+        .await
+        .expect("delete own token");
+    let err = users
+        .get_current_user(authed(pb::GetCurrentUserRequest {}, Some(&token)))
+        .await
+        .expect_err("revoked");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    cluster.stop().await.expect("clean stop");
+}

@@ -7,6 +7,7 @@ use agola_proto::gateway::v1::project_group_service_server::ProjectGroupService;
 use agola_proto::gateway::v1::project_service_server::ProjectService;
 use agola_proto::gateway::v1::run_service_server::RunService;
 use agola_proto::gateway::v1::secret_service_server::SecretService;
+use agola_proto::gateway::v1::user_service_server::UserService;
 use agola_proto::gateway::v1::variable_service_server::VariableService;
 use agola_proto::gateway::v1::version_service_server::VersionService;
 use agola_proto::gateway::v1::{GetVersionRequest, GetVersionResponse};
@@ -14,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, authenticate};
 use crate::backends::Backends;
-use crate::{createrun, orgs, projects, runs, secrets};
+use crate::{createrun, orgs, projects, runs, secrets, users};
 
 /// `agola.gateway.v1.VersionService`.
 #[derive(Debug, Clone, Copy)]
@@ -534,5 +535,120 @@ impl ProjectService for Projects {
         let r = request.into_inner();
         let svg = runs::badge(&self.0, &c, &r.project_ref, &r.branch).await?;
         Ok(Response::new(pb::GetProjectBadgeResponse { svg }))
+    }
+}
+
+/// `agola.gateway.v1.UserService`. Remote sources are not supported yet, so listing remote
+/// repositories and linking accounts answer 400.
+#[derive(Debug, Clone)]
+pub struct Users(pub Backends);
+
+fn no_remote_sources() -> Status {
+    ApiError::bad_request("remote sources are not supported yet").into()
+}
+
+#[tonic::async_trait]
+impl UserService for Users {
+    async fn get_current_user(
+        &self,
+        request: Request<pb::GetCurrentUserRequest>,
+    ) -> Result<Response<pb::GetCurrentUserResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let user = users::current(&c)?;
+        Ok(Response::new(pb::GetCurrentUserResponse {
+            user: Some(user),
+        }))
+    }
+
+    async fn list_current_user_orgs(
+        &self,
+        request: Request<pb::ListCurrentUserOrgsRequest>,
+    ) -> Result<Response<pb::ListCurrentUserOrgsResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let orgs = users::current_orgs(&self.0, &c).await?;
+        Ok(Response::new(pb::ListCurrentUserOrgsResponse { orgs }))
+    }
+
+    async fn list_current_user_remote_repos(
+        &self,
+        request: Request<pb::ListCurrentUserRemoteReposRequest>,
+    ) -> Result<Response<pb::ListCurrentUserRemoteReposResponse>, Status> {
+        caller(&self.0, &request).await?.require_user()?;
+        Err(no_remote_sources())
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let user = users::get(&self.0, &c, &request.into_inner().user_ref).await?;
+        Ok(Response::new(pb::GetUserResponse { user: Some(user) }))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let users = users::list(&self.0, &c, r.start, r.limit, r.asc).await?;
+        Ok(Response::new(pb::ListUsersResponse { users }))
+    }
+
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let user = users::create(&self.0, &c, request.into_inner().username).await?;
+        Ok(Response::new(pb::CreateUserResponse { user: Some(user) }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        users::delete(&self.0, &c, &request.into_inner().user_ref).await?;
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn create_user_linked_account(
+        &self,
+        request: Request<pb::CreateUserLinkedAccountRequest>,
+    ) -> Result<Response<pb::CreateUserLinkedAccountResponse>, Status> {
+        caller(&self.0, &request).await?.require_auth()?;
+        Err(no_remote_sources())
+    }
+
+    async fn delete_user_linked_account(
+        &self,
+        request: Request<pb::DeleteUserLinkedAccountRequest>,
+    ) -> Result<Response<pb::DeleteUserLinkedAccountResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        users::delete_linked_account(&self.0, &c, &r.user_ref, &r.linked_account_id).await?;
+        Ok(Response::new(pb::DeleteUserLinkedAccountResponse {}))
+    }
+
+    async fn create_user_token(
+        &self,
+        request: Request<pb::CreateUserTokenRequest>,
+    ) -> Result<Response<pb::CreateUserTokenResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let token = users::create_token(&self.0, &c, &r.user_ref, r.token_name).await?;
+        Ok(Response::new(pb::CreateUserTokenResponse { token }))
+    }
+
+    async fn delete_user_token(
+        &self,
+        request: Request<pb::DeleteUserTokenRequest>,
+    ) -> Result<Response<pb::DeleteUserTokenResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        users::delete_token(&self.0, &c, &r.user_ref, &r.token_name).await?;
+        Ok(Response::new(pb::DeleteUserTokenResponse {}))
     }
 }

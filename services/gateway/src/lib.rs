@@ -30,6 +30,7 @@ use agola_proto::gateway::v1::project_group_service_server::ProjectGroupServiceS
 use agola_proto::gateway::v1::project_service_server::ProjectServiceServer;
 use agola_proto::gateway::v1::run_service_server::RunServiceServer;
 use agola_proto::gateway::v1::secret_service_server::SecretServiceServer;
+use agola_proto::gateway::v1::user_service_server::UserServiceServer;
 use agola_proto::gateway::v1::variable_service_server::VariableServiceServer;
 use agola_proto::gateway::v1::version_service_server::VersionServiceServer;
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,7 @@ pub async fn router(config: &Config) -> Result<axum::Router, Error> {
         .add_service(ProjectServiceServer::new(grpc::Projects(backends.clone())))
         .add_service(RunServiceServer::new(grpc::Runs(backends.clone())))
         .add_service(SecretServiceServer::new(grpc::Secrets(backends.clone())))
+        .add_service(UserServiceServer::new(grpc::Users(backends.clone())))
         .add_service(VariableServiceServer::new(grpc::Variables(
             backends.clone(),
         )))

@@ -45,6 +45,10 @@ pub fn router(backends: Backends) -> axum::Router {
             "/users/{user}/tokens/{name}",
             axum::routing::delete(delete_token),
         )
+        .route(
+            "/users/{user}/linkedaccounts/{laid}",
+            axum::routing::delete(delete_linked_account),
+        )
         .route("/orgs", get(list_orgs).post(create_org))
         .route("/orgs/{org}", get(get_org).delete(delete_org))
         .route("/orgs/{org}/members", get(org_members))
@@ -544,6 +548,15 @@ async fn delete_token(
     Path((u, name)): Path<(String, String)>,
 ) -> Res {
     users::delete_token(&b, &caller, &u, &name).await?;
+    no_content()
+}
+
+async fn delete_linked_account(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path((u, la)): Path<(String, String)>,
+) -> Res {
+    users::delete_linked_account(&b, &caller, &u, &la).await?;
     no_content()
 }
 

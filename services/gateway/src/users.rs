@@ -144,3 +144,20 @@ pub async fn current_orgs(b: &Backends, caller: &Caller) -> Result<Vec<pb::UserO
         })
         .collect())
 }
+
+/// `DELETE /users/{ref}/linkedaccounts/{laid}` (the user itself or an admin).
+pub async fn delete_linked_account(
+    b: &Backends,
+    caller: &Caller,
+    user_ref: &str,
+    linked_account_id: &str,
+) -> Result<(), ApiError> {
+    let user = own_user(b, caller, user_ref).await?;
+    b.cs()?
+        .delete_user_linked_account(cs::DeleteUserLinkedAccountRequest {
+            user_ref: user.id,
+            linked_account_id: linked_account_id.to_owned(),
+        })
+        .await?;
+    Ok(())
+}

@@ -935,7 +935,29 @@ async fn createrun_runs_approvals_and_logs() {
         .await;
     assert_eq!(s, 404);
 
-    // Restart: 201 with the new run.
+    // Logs also authenticate with ?access_token= (browsers cannot set headers on streams).
+    let (s, body) = api
+        .raw(
+            "GET",
+            &format!("{run_path}/tasks/{hello}/logs?step=0&access_token={member}"),
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("hi from-secret"));
+    let (s, _) = api
+        .raw(
+            "GET",
+            &format!("{run_path}/tasks/{hello}/logs?step=0&access_token=bogus"),
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, 401);
+
+    // Restart: 201 with the new run (the gateway sends freshly resolved variables; the
+    // runservice does not re-apply them yet).
     let (s, v) = api
         .call(
             "PUT",

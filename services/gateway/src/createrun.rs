@@ -141,8 +141,21 @@ fn when_from_pb(w: &pbc::When) -> agola_config::When {
     }
 }
 
+/// The ref context of a full ref (`refs/heads/…`, `refs/tags/…`, anything else).
+pub fn ref_context(git_ref: &str, sha: String) -> RefContext {
+    if let Some(branch) = git_ref.strip_prefix("refs/heads/") {
+        RefContext::branch(branch, sha)
+    } else if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
+        RefContext::tag(tag, sha)
+    } else {
+        let mut ctx = RefContext::branch("", sha);
+        ctx.git_ref = git_ref.to_owned();
+        ctx
+    }
+}
+
 /// The project's variables resolved for `ctx` (spec 60 §9).
-async fn variables(
+pub async fn variables(
     b: &Backends,
     project: &cs::Project,
     ctx: &RefContext,
@@ -243,14 +256,8 @@ pub async fn create(
         RefContext::branch(req.branch.clone(), sha)
     } else if !req.tag.is_empty() {
         RefContext::tag(req.tag.clone(), sha)
-    } else if let Some(branch) = req.git_ref.strip_prefix("refs/heads/") {
-        RefContext::branch(branch, sha)
-    } else if let Some(tag) = req.git_ref.strip_prefix("refs/tags/") {
-        RefContext::tag(tag, sha)
     } else {
-        let mut ctx = RefContext::branch("", sha);
-        ctx.git_ref.clone_from(&req.git_ref);
-        ctx
+        ref_context(&req.git_ref, sha)
     };
     let repo = tmp.path().join("repo");
     let config = agola_config::read_config_dir(&repo)

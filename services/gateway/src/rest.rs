@@ -170,10 +170,19 @@ impl FromRequestParts<Backends> for Caller {
             .get(http::header::AUTHORIZATION)
             .map(|v| {
                 v.to_str()
+                    .map(str::to_owned)
                     .map_err(|_| ApiError::unauthorized("invalid authorization header"))
             })
             .transpose()?;
-        Ok(authenticate(b, header).await?)
+        // `?access_token=` works too (browser log streaming, which cannot set headers).
+        let header = match header {
+            Some(h) => Some(h),
+            None => Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+                .ok()
+                .and_then(|q| q.0.into_iter().find(|(k, _)| k == "access_token"))
+                .map(|(_, v)| format!("token {v}")),
+        };
+        Ok(authenticate(b, header.as_deref()).await?)
     }
 }
 
@@ -332,6 +341,9 @@ fn vis(v: Option<VisibilityJson>) -> Visibility {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Credentials, read by the caller extractor.
+    #[serde(default, rename = "access_token")]
+    _access_token: Option<String>,
     #[serde(default)]
     start: String,
     #[serde(default)]
@@ -426,6 +438,9 @@ struct UpdateProjectBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TreeQuery {
+    /// Credentials, read by the caller extractor.
+    #[serde(default, rename = "access_token")]
+    _access_token: Option<String>,
     tree: Option<String>,
     removeoverridden: Option<String>,
 }
@@ -1000,6 +1015,7 @@ async fn list_runs(
             "start" => f.start = Some(parse_num("start", &v)?),
             "limit" => f.limit = parse_num("limit", &v)?,
             "asc" => f.asc = v != "false" && v != "0",
+            "access_token" => {}
             _ => {
                 return Err(ApiError::bad_request(format!("unknown query parameter {k:?}")).into());
             }
@@ -1082,6 +1098,7 @@ fn log_selector(q: Vec<(String, String)>) -> Result<(runs::LogSelector, bool), A
             "setup" => setup = v != "false" && v != "0",
             "step" => step = Some(parse_num::<i32>("step", &v)?),
             "follow" => follow = v != "false" && v != "0",
+            "access_token" => {}
             _ => {
                 return Err(ApiError::bad_request(format!(
                     "unknown query parameter {k:?}"
@@ -1119,6 +1136,9 @@ async fn delete_run(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BadgeQuery {
+    /// Credentials, read by the caller extractor.
+    #[serde(default, rename = "access_token")]
+    _access_token: Option<String>,
     #[serde(default)]
     branch: String,
 }

@@ -219,12 +219,28 @@ pub async fn action(
     let mut client = b.rs()?;
     match action {
         pb::RunActionType::Restart => {
+            // Variables are resolved afresh, so a restart uses the current secret values.
+            let variables = match run.annotations.get("ref") {
+                Some(git_ref) => {
+                    let sha = run
+                        .annotations
+                        .get("commit_sha")
+                        .cloned()
+                        .unwrap_or_default();
+                    let ctx = crate::createrun::ref_context(git_ref, sha);
+                    let values = crate::createrun::variables(b, &p, &ctx).await?;
+                    Some(rs::RunVariables {
+                        values: values.into_iter().collect(),
+                    })
+                }
+                None => None,
+            };
             let res = client
                 .recreate_run(rs::RecreateRunRequest {
                     run_id: run.id,
                     from_start,
                     environment: rc.map(|rc| rc.environment).unwrap_or_default(),
-                    variables: None,
+                    variables,
                 })
                 .await
                 .map_err(|s| {

@@ -226,3 +226,49 @@ pub async fn access(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_from_path() {
+        assert_eq!(
+            Owner::from_path("org/acme/team/app").ok(),
+            Some(Owner::Org("acme".into()))
+        );
+        assert_eq!(
+            Owner::from_path("user/bob").ok(),
+            Some(Owner::User("bob".into()))
+        );
+        for bad in ["", "org", "org/", "team/acme", "/org/acme"] {
+            assert!(Owner::from_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invisible_is_not_found_and_visible_is_forbidden() {
+        let kind = |r: Result<(), ApiError>| r.err().map(|e| e.kind);
+        assert_eq!(
+            kind(Access::None.require(Access::Owner, "x")),
+            Some(agola_common::ErrorKind::NotFound)
+        );
+        assert_eq!(
+            kind(Access::Read.require(Access::Member, "x")),
+            Some(agola_common::ErrorKind::Forbidden)
+        );
+        assert_eq!(
+            kind(Access::Member.require(Access::Owner, "x")),
+            Some(agola_common::ErrorKind::Forbidden)
+        );
+        assert_eq!(kind(Access::Owner.require(Access::Owner, "x")), None);
+        assert_eq!(kind(Access::Read.require_read("x")), None);
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

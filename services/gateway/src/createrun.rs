@@ -311,3 +311,25 @@ pub async fn create(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_one_path_element() {
+        assert_eq!(escape("main"), "main");
+        assert_eq!(escape("feature/x y"), "feature%2Fx%20y");
+        assert_eq!(escape("v1.2-rc_1~"), "v1.2-rc_1~");
+    }
+
+    #[test]
+    fn ref_contexts() {
+        let b = ref_context("refs/heads/dev", "s".into());
+        assert_eq!((b.branch.as_str(), b.tag.as_str()), ("dev", ""));
+        let t = ref_context("refs/tags/v1", "s".into());
+        assert_eq!((t.branch.as_str(), t.tag.as_str()), ("", "v1"));
+        let p = ref_context("refs/pull/3/head", "s".into());
+        assert_eq!(p.git_ref, "refs/pull/3/head");
+    }
+}

@@ -261,3 +261,32 @@ pub async fn update_variable(
         .ok_or_else(|| ApiError::internal("configstore answered no variable"))?;
     Ok(views::variable(&v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_definition_wins() {
+        let s = |name: &str, path: &str| pb::Secret {
+            name: name.into(),
+            parent_path: path.into(),
+            ..Default::default()
+        };
+        let kept = drop_overridden(
+            vec![
+                s("a", "org/acme"),
+                s("a", "org/acme/team/app"),
+                s("b", "org/acme"),
+                s("a", "org/acme/team"),
+            ],
+            |s| &s.name,
+            |s| &s.parent_path,
+        );
+        let got: Vec<(&str, &str)> = kept
+            .iter()
+            .map(|s| (s.name.as_str(), s.parent_path.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "org/acme/team/app"), ("b", "org/acme")]);
+    }
+}

@@ -652,6 +652,14 @@ fn test_repo(dir: &std::path::Path) {
     .expect("write");
     git(dir, &["commit", "-q", "-am", "broken config"]);
     git(dir, &["checkout", "-q", "main"]);
+    git(dir, &["checkout", "-q", "-b", "two"]);
+    std::fs::write(
+        cfg.join("config.yml"),
+        "runs:\n  - name: two\n    tasks:\n      - name: deploy\n        approval: { min_approvers: 2 }\n        runtime: { containers: [ { image: busybox } ] }\n        steps: [ { run: 'echo deployed' } ]\n",
+    )
+    .expect("write");
+    git(dir, &["commit", "-q", "-am", "two approvers"]);
+    git(dir, &["checkout", "-q", "main"]);
 }
 
 async fn wait_run(api: &Api, path: &str, token: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -1097,6 +1105,55 @@ async fn createrun_runs_approvals_and_logs() {
             .expect_err("plain git project");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
     }
+
+    // Two approvers at the same time: both recorded (retries on the change group), then the
+    // scheduler approves and the run succeeds.
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("{proj}/createrun"),
+            Some(&member),
+            Some(json!({"branch": "two"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let two = format!(
+        "{proj}/runs/{}",
+        v["runs"][0]["number"].as_u64().expect("number")
+    );
+    let run = wait_run(&api, &two, &member, |v| {
+        v["tasks_waiting_approval"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let task = run["tasks_waiting_approval"][0]
+        .as_str()
+        .expect("task")
+        .to_owned();
+    let approve = |token: String| {
+        let path = format!("{two}/tasks/{task}/actions");
+        let api = &api;
+        async move {
+            api.call(
+                "PUT",
+                &path,
+                Some(&token),
+                Some(json!({"action_type": "approve"})),
+            )
+            .await
+            .0
+        }
+    };
+    let (a, b) = tokio::join!(approve(owner.clone()), approve(member.clone()));
+    assert_eq!((a, b), (204, 204));
+    let run = wait_run(&api, &two, &member, |v| v["phase"] == "finished").await;
+    assert_eq!(run["result"], "success", "{run}");
+    let approvers = run["tasks"][&task]["approval_annotations"]["approvers"]
+        .as_str()
+        .and_then(|a| serde_json::from_str::<Vec<String>>(a).ok())
+        .expect("approvers");
+    assert_eq!(approvers.len(), 2);
 
     // A ref the repository does not have: 400.
     let (s, _) = api

@@ -1415,3 +1415,60 @@ async fn grpc_user_service() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
     cluster.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn remote_sources_are_admin_managed_and_keep_secrets() {
+    let cluster = base_cluster().await;
+    let api = Api::new(&cluster);
+    let user = api.user("u").await;
+    let body = json!({
+        "name": "gitea", "type": "gitea", "auth_type": "oauth2",
+        "api_url": "https://gitea.example.com", "oauth2_client_id": "cid",
+        "oauth2_client_secret": "TOP-SECRET",
+    });
+    let (s, _) = api
+        .call("POST", "/remotesources", Some(&user), Some(body.clone()))
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = api
+        .call("POST", "/remotesources", None, Some(body.clone()))
+        .await;
+    assert_eq!(s, 401);
+    let (s, v) = api
+        .call("POST", "/remotesources", Some(ADMIN), Some(body.clone()))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        (v["type"].as_str(), v["auth_type"].as_str()),
+        (Some("gitea"), Some("oauth2"))
+    );
+    let (s, _) = api
+        .call("POST", "/remotesources", Some(ADMIN), Some(body))
+        .await;
+    assert_eq!(s, 409);
+    let (s, v) = api.call("GET", "/remotesources", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(1));
+    assert!(!v.to_string().contains("TOP-SECRET"));
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/remotesources/gitea",
+            Some(ADMIN),
+            Some(json!({"login_enabled": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["login_enabled"], true);
+    let (s, _) = api
+        .call("DELETE", "/remotesources/gitea", Some(&user), None)
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = api
+        .call("DELETE", "/remotesources/gitea", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api.call("GET", "/remotesources/gitea", None, None).await;
+    assert_eq!(s, 404);
+    cluster.stop().await.expect("clean stop");
+}

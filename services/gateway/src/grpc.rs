@@ -5,6 +5,7 @@ use agola_proto::gateway::v1 as pb;
 use agola_proto::gateway::v1::org_service_server::OrgService;
 use agola_proto::gateway::v1::project_group_service_server::ProjectGroupService;
 use agola_proto::gateway::v1::project_service_server::ProjectService;
+use agola_proto::gateway::v1::remote_source_service_server::RemoteSourceService;
 use agola_proto::gateway::v1::run_service_server::RunService;
 use agola_proto::gateway::v1::secret_service_server::SecretService;
 use agola_proto::gateway::v1::user_service_server::UserService;
@@ -15,7 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, authenticate};
 use crate::backends::Backends;
-use crate::{createrun, orgs, projects, runs, secrets, users};
+use crate::{createrun, orgs, projects, remotesources, runs, secrets, users};
 
 /// `agola.gateway.v1.VersionService`.
 #[derive(Debug, Clone, Copy)]
@@ -650,5 +651,66 @@ impl UserService for Users {
         let r = request.into_inner();
         users::delete_token(&self.0, &c, &r.user_ref, &r.token_name).await?;
         Ok(Response::new(pb::DeleteUserTokenResponse {}))
+    }
+}
+
+/// `agola.gateway.v1.RemoteSourceService`.
+#[derive(Debug, Clone)]
+pub struct RemoteSources(pub Backends);
+
+#[tonic::async_trait]
+impl RemoteSourceService for RemoteSources {
+    async fn list_remote_sources(
+        &self,
+        request: Request<pb::ListRemoteSourcesRequest>,
+    ) -> Result<Response<pb::ListRemoteSourcesResponse>, Status> {
+        caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let remote_sources = remotesources::list(&self.0, r.start, r.limit, r.asc).await?;
+        Ok(Response::new(pb::ListRemoteSourcesResponse {
+            remote_sources,
+        }))
+    }
+
+    async fn get_remote_source(
+        &self,
+        request: Request<pb::GetRemoteSourceRequest>,
+    ) -> Result<Response<pb::GetRemoteSourceResponse>, Status> {
+        caller(&self.0, &request).await?;
+        let r = remotesources::get(&self.0, &request.into_inner().remote_source_ref).await?;
+        Ok(Response::new(pb::GetRemoteSourceResponse {
+            remote_source: Some(r),
+        }))
+    }
+
+    async fn create_remote_source(
+        &self,
+        request: Request<pb::CreateRemoteSourceRequest>,
+    ) -> Result<Response<pb::CreateRemoteSourceResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = remotesources::create(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::CreateRemoteSourceResponse {
+            remote_source: Some(r),
+        }))
+    }
+
+    async fn update_remote_source(
+        &self,
+        request: Request<pb::UpdateRemoteSourceRequest>,
+    ) -> Result<Response<pb::UpdateRemoteSourceResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        let r = remotesources::update(&self.0, &c, request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateRemoteSourceResponse {
+            remote_source: Some(r),
+        }))
+    }
+
+    async fn delete_remote_source(
+        &self,
+        request: Request<pb::DeleteRemoteSourceRequest>,
+    ) -> Result<Response<pb::DeleteRemoteSourceResponse>, Status> {
+        let c = caller(&self.0, &request).await?;
+        remotesources::delete(&self.0, &c, &request.into_inner().remote_source_ref).await?;
+        Ok(Response::new(pb::DeleteRemoteSourceResponse {}))
     }
 }

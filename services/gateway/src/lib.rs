@@ -14,6 +14,7 @@ mod createrun;
 mod grpc;
 mod orgs;
 mod projects;
+mod remotesources;
 mod rest;
 mod runs;
 mod secrets;
@@ -28,6 +29,7 @@ use agola_common::{ApiError, Shutdown};
 use agola_proto::gateway::v1::org_service_server::OrgServiceServer;
 use agola_proto::gateway::v1::project_group_service_server::ProjectGroupServiceServer;
 use agola_proto::gateway::v1::project_service_server::ProjectServiceServer;
+use agola_proto::gateway::v1::remote_source_service_server::RemoteSourceServiceServer;
 use agola_proto::gateway::v1::run_service_server::RunServiceServer;
 use agola_proto::gateway::v1::secret_service_server::SecretServiceServer;
 use agola_proto::gateway::v1::user_service_server::UserServiceServer;
@@ -107,6 +109,9 @@ pub async fn router(config: &Config) -> Result<axum::Router, Error> {
         )))
         .add_service(ProjectServiceServer::new(grpc::Projects(backends.clone())))
         .add_service(RunServiceServer::new(grpc::Runs(backends.clone())))
+        .add_service(RemoteSourceServiceServer::new(grpc::RemoteSources(
+            backends.clone(),
+        )))
         .add_service(SecretServiceServer::new(grpc::Secrets(backends.clone())))
         .add_service(UserServiceServer::new(grpc::Users(backends.clone())))
         .add_service(VariableServiceServer::new(grpc::Variables(

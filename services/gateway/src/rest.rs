@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Caller, authenticate};
 use crate::backends::Backends;
-use crate::{createrun, orgs, projects, runs, secrets, users};
+use crate::{createrun, orgs, projects, remotesources, runs, secrets, users};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 1 << 20;
@@ -48,6 +48,16 @@ pub fn router(backends: Backends) -> axum::Router {
         .route(
             "/users/{user}/linkedaccounts/{laid}",
             axum::routing::delete(delete_linked_account),
+        )
+        .route(
+            "/remotesources",
+            get(list_remote_sources).post(create_remote_source),
+        )
+        .route(
+            "/remotesources/{rs}",
+            get(get_remote_source)
+                .put(update_remote_source)
+                .delete(delete_remote_source),
         )
         .route("/orgs", get(list_orgs).post(create_org))
         .route("/orgs/{org}", get(get_org).delete(delete_org))
@@ -1260,4 +1270,160 @@ async fn get_task(
     ok(task_detail_json(
         &runs::get_task(&b, &caller, &p, n, &task).await?,
     ))
+}
+
+// --- Remote sources ---------------------------------------------------------------------------
+
+fn remote_source_json(r: &pb::RemoteSource) -> Value {
+    use agola_proto::common::v1::{RemoteSourceAuthType as A, RemoteSourceType as T};
+    let t = match T::try_from(r.r#type) {
+        Ok(T::Gitea) => "gitea",
+        Ok(T::Github) => "github",
+        Ok(T::Gitlab) => "gitlab",
+        _ => "unspecified",
+    };
+    let a = match A::try_from(r.auth_type) {
+        Ok(A::Password) => "password",
+        Ok(A::Oauth2) => "oauth2",
+        _ => "unspecified",
+    };
+    json!({
+        "id": r.id, "name": r.name, "type": t, "auth_type": a,
+        "registration_enabled": r.registration_enabled, "login_enabled": r.login_enabled,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RemoteSourceTypeJson {
+    Gitea,
+    Github,
+    Gitlab,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RemoteSourceAuthJson {
+    Password,
+    Oauth2,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRemoteSourceBody {
+    name: String,
+    #[serde(rename = "type")]
+    kind: RemoteSourceTypeJson,
+    auth_type: RemoteSourceAuthJson,
+    api_url: String,
+    #[serde(default)]
+    skip_verify: bool,
+    #[serde(default)]
+    ssh_host_key: String,
+    #[serde(default)]
+    skip_ssh_host_key_check: bool,
+    #[serde(default)]
+    oauth2_client_id: String,
+    #[serde(default)]
+    oauth2_client_secret: String,
+    #[serde(default)]
+    registration_enabled: bool,
+    #[serde(default)]
+    login_enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRemoteSourceBody {
+    name: Option<String>,
+    api_url: Option<String>,
+    skip_verify: Option<bool>,
+    ssh_host_key: Option<String>,
+    skip_ssh_host_key_check: Option<bool>,
+    oauth2_client_id: Option<String>,
+    oauth2_client_secret: Option<String>,
+    registration_enabled: Option<bool>,
+    login_enabled: Option<bool>,
+}
+
+async fn list_remote_sources(
+    State(b): State<Backends>,
+    _caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Res {
+    let list = remotesources::list(&b, q.start, q.limit, q.asc).await?;
+    ok(Value::Array(list.iter().map(remote_source_json).collect()))
+}
+
+async fn get_remote_source(
+    State(b): State<Backends>,
+    _caller: Caller,
+    Path(r): Path<String>,
+) -> Res {
+    ok(remote_source_json(&remotesources::get(&b, &r).await?))
+}
+
+async fn create_remote_source(
+    State(b): State<Backends>,
+    caller: Caller,
+    Body(body): Body<CreateRemoteSourceBody>,
+) -> Res {
+    use agola_proto::common::v1::{RemoteSourceAuthType as A, RemoteSourceType as T};
+    let req = pb::CreateRemoteSourceRequest {
+        name: body.name,
+        r#type: match body.kind {
+            RemoteSourceTypeJson::Gitea => T::Gitea,
+            RemoteSourceTypeJson::Github => T::Github,
+            RemoteSourceTypeJson::Gitlab => T::Gitlab,
+        }
+        .into(),
+        auth_type: match body.auth_type {
+            RemoteSourceAuthJson::Password => A::Password,
+            RemoteSourceAuthJson::Oauth2 => A::Oauth2,
+        }
+        .into(),
+        api_url: body.api_url,
+        skip_verify: body.skip_verify,
+        ssh_host_key: body.ssh_host_key,
+        skip_ssh_host_key_check: body.skip_ssh_host_key_check,
+        oauth2_client_id: body.oauth2_client_id,
+        oauth2_client_secret: body.oauth2_client_secret,
+        registration_enabled: body.registration_enabled,
+        login_enabled: body.login_enabled,
+    };
+    created(remote_source_json(
+        &remotesources::create(&b, &caller, req).await?,
+    ))
+}
+
+async fn update_remote_source(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(r): Path<String>,
+    Body(body): Body<UpdateRemoteSourceBody>,
+) -> Res {
+    let req = pb::UpdateRemoteSourceRequest {
+        remote_source_ref: r,
+        name: body.name,
+        api_url: body.api_url,
+        skip_verify: body.skip_verify,
+        ssh_host_key: body.ssh_host_key,
+        skip_ssh_host_key_check: body.skip_ssh_host_key_check,
+        oauth2_client_id: body.oauth2_client_id,
+        oauth2_client_secret: body.oauth2_client_secret,
+        registration_enabled: body.registration_enabled,
+        login_enabled: body.login_enabled,
+    };
+    ok(remote_source_json(
+        &remotesources::update(&b, &caller, req).await?,
+    ))
+}
+
+async fn delete_remote_source(
+    State(b): State<Backends>,
+    caller: Caller,
+    Path(r): Path<String>,
+) -> Res {
+    remotesources::delete(&b, &caller, &r).await?;
+    no_content()
 }

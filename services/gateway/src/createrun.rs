@@ -41,6 +41,9 @@ pub fn escape(s: &str) -> String {
         .collect()
 }
 
+/// Longest a git command (fetch of a big repository included) may take.
+const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 async fn git(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Result<String, ApiError> {
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("-C")
@@ -51,9 +54,10 @@ async fn git(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Result<String
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd
-        .output()
+    // kill_on_drop ends a git that outlives the timeout.
+    let out = tokio::time::timeout(GIT_TIMEOUT, cmd.output())
         .await
+        .map_err(|_| ApiError::unavailable(format!("git {args:?} timed out")))?
         .map_err(|e| ApiError::internal(format!("running git: {e}")))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())

@@ -68,7 +68,15 @@ pub fn start(
         if config.executor.runservice_url.is_empty() {
             config.executor.runservice_url.clone_from(&url);
         }
+        if config.gateway.runservice_url.is_empty() {
+            config.gateway.runservice_url.clone_from(&url);
+        }
         config.scheduler.runservice_url = url;
+    }
+    if let Some(l) = listeners.get(&Component::Configstore)
+        && config.gateway.configstore_url.is_empty()
+    {
+        config.gateway.configstore_url = format!("http://{}", l.local_addr()?);
     }
     for (component, listener) in std::mem::take(&mut listeners) {
         let fut = component_future(
@@ -92,7 +100,8 @@ fn component_future(
 ) -> BoxFuture<'static, anyhow::Result<()>> {
     match component {
         Component::Gateway => {
-            let cfg = config.gateway.clone();
+            let mut cfg = config.gateway.clone();
+            cfg.internal_token = token;
             Box::pin(async move { Ok(agola_gateway::serve(cfg, listener, shutdown).await?) })
         }
         Component::Configstore => {

@@ -3,6 +3,7 @@
 mod agola_run;
 mod common;
 mod executor;
+mod gateway;
 mod infra;
 mod runservice;
 mod scheduler;

@@ -80,7 +80,17 @@ async fn every_component_answers_health_and_reflection() {
             c.name()
         );
         let served: &[&str] = match c {
-            Component::Gateway => &["agola.gateway.v1.VersionService"],
+            Component::Gateway => &[
+                "agola.gateway.v1.OrgService",
+                "agola.gateway.v1.ProjectGroupService",
+                "agola.gateway.v1.ProjectService",
+                "agola.gateway.v1.RemoteSourceService",
+                "agola.gateway.v1.RunService",
+                "agola.gateway.v1.SecretService",
+                "agola.gateway.v1.UserService",
+                "agola.gateway.v1.VariableService",
+                "agola.gateway.v1.VersionService",
+            ],
             Component::Runservice => &[
                 "agola.runservice.v1.ExecutorControlService",
                 "agola.runservice.v1.RunService",

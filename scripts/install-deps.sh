@@ -35,6 +35,13 @@ if ! rustup target list --installed 2>/dev/null | grep -qx "$musl_target"; then
   rustup target add "$musl_target"
 fi
 
+# grpcio-tools: the Python client test generates Python stubs from proto/ (a client in
+# another language talking to the gateway).
+if ! python3 -c "import grpc_tools, grpc" >/dev/null 2>&1; then
+  echo "install-deps: pip install grpcio-tools"
+  python3 -m pip install --quiet --disable-pip-version-check grpcio-tools==1.66.1
+fi
+
 # buf: Protobuf linter, installed from npm into a tools dir outside the clone.
 TOOLS_DIR="${AGOLA_TOOLS_DIR:-$HOME/.cache/agola-tools}"
 if [ ! -x "$TOOLS_DIR/node_modules/.bin/buf" ]; then

@@ -5,6 +5,7 @@ mod common;
 mod executor;
 mod gateway;
 mod infra;
+mod python_client;
 mod runservice;
 mod scheduler;
 mod serve;

@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agola::config::{Component, Config};
 use agola::serve::Running;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::net::TcpListener;
 
 /// Addresses of the infrastructure started by `scripts/test.sh`. A missing variable is a hard
@@ -72,22 +72,14 @@ pub mod infra {
     }
 }
 
-/// Polls `check` every 20 ms until it returns `Some`, failing after `timeout`.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+/// Polls `check` until it returns `Some`, failing after `timeout` (see
+/// [`agola_common::poll::wait_until`]).
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Ok(agola_common::poll::wait_until(what, timeout, check).await?)
 }
 
 /// Components running in this process on ephemeral loopback ports.

@@ -8,7 +8,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use agola_common::poll::wait_until;
 
 use agola_common::Shutdown;
 use agola_proto::common::v1 as pbc;
@@ -206,19 +208,19 @@ async fn a_dag_survives_the_kill_of_one_runservice_instance() {
     let channel = agola_common::grpc::connect(&b.runservice_url, None).expect("channel");
     let mut api = RunServiceClient::new(channel);
     // Both executors registered.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let n = api
-            .list_executors(pb::ListExecutorsRequest {})
-            .await
-            .map(|r| r.into_inner().executors.len())
-            .unwrap_or(0);
-        if n == 2 {
-            break;
+    wait_until("both executors registered", Duration::from_secs(60), || {
+        let mut api = api.clone();
+        async move {
+            let n = api
+                .list_executors(pb::ListExecutorsRequest {})
+                .await
+                .map(|r| r.into_inner().executors.len())
+                .unwrap_or(0);
+            (n == 2).then_some(())
         }
-        assert!(Instant::now() < deadline, "executors did not register");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+    .expect("executors");
 
     // a -> (b, c, d) -> e -> f
     let ta = task("a", &[], &marks);
@@ -255,38 +257,35 @@ async fn a_dag_survives_the_kill_of_one_runservice_instance() {
             .and_then(|r| r.into_inner().run)
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = get(&mut api).await;
-        let middle_running = r.as_ref().is_some_and(|r| {
-            r.tasks
+    wait_until("the middle level running", Duration::from_secs(60), || {
+        let r = get(&mut api.clone());
+        let root = tasks[0].id.clone();
+        async move {
+            let r = r.await?;
+            let running = r
+                .tasks
                 .values()
-                .any(|t| t.status == pbc::RunTaskStatus::Running as i32)
-                && r.tasks[&tasks[0].id].status == pbc::RunTaskStatus::Success as i32
-        });
-        if middle_running {
-            break;
+                .any(|t| t.status == pbc::RunTaskStatus::Running as i32);
+            (running && r.tasks[&root].status == pbc::RunTaskStatus::Success as i32).then_some(())
         }
-        assert!(
-            Instant::now() < deadline,
-            "the middle level never ran: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+    .expect("the middle level ran");
     drop(a); // SIGKILL
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let finished = loop {
-        let r = get(&mut api).await;
-        if let Some(r) = r.filter(|r| r.phase == pbc::RunPhase::Finished as i32) {
-            break r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run did not finish after the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let finished = wait_until(
+        "the run finished after the kill",
+        Duration::from_secs(120),
+        || {
+            let r = get(&mut api.clone());
+            async move {
+                r.await
+                    .filter(|r| r.phase == pbc::RunPhase::Finished as i32)
+            }
+        },
+    )
+    .await
+    .expect("finished");
     assert_eq!(
         finished.result,
         pbc::RunResult::Success as i32,

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod poll;
 pub mod shutdown;
 pub mod telemetry;
 

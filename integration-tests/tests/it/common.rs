@@ -2,7 +2,7 @@
 //! polling through the RunService API.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agola_common::Shutdown;
 use agola_common::config::{KvConfig, ObjectStorageConfig};
@@ -73,17 +73,26 @@ pub async fn wait_run(
     timeout: Duration,
     pred: impl Fn(&pbc::Run) -> bool,
 ) -> pbc::Run {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let run = get_run(api, id).await;
-        if pred(&run) {
-            return run;
+    let last = std::sync::Mutex::new(None);
+    let found = agola_common::poll::wait_until(what, timeout, || {
+        let mut api = api.clone();
+        let (pred, last) = (&pred, &last);
+        async move {
+            let run = get_run(&mut api, id).await;
+            if pred(&run) {
+                return Some(run);
+            }
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(run);
+            None
         }
-        assert!(
-            Instant::now() < deadline,
-            "run {id}: timed out waiting for {what}: {run:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
+    })
+    .await;
+    match found {
+        Ok(run) => run,
+        Err(e) => panic!(
+            "run {id}: {e}: {:?}",
+            last.lock().unwrap_or_else(|p| p.into_inner())
+        ),
     }
 }
 

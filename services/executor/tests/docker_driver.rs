@@ -293,22 +293,19 @@ async fn run(pod: &dyn Pod, cmd: &[&str]) -> Output {
     run_config(pod, config, stdout, stderr).await
 }
 
-/// Polls `check` every 100 ms until it returns true or `timeout` passes.
+/// Polls `check` until it returns true; panics naming `what` after `timeout`.
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let polled = agola_common::poll::wait_until(what, timeout, || {
+        let fut = check();
+        async move { fut.await.then_some(()) }
+    })
+    .await;
+    if let Err(e) = polled {
+        panic!("{e}");
     }
 }
 

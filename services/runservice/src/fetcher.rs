@@ -7,7 +7,7 @@
 //! them on its disk); a log the live upload did not complete within [`LOG_UPLOAD_GRACE`] of
 //! the task's end (the executor restarted, say) is pulled too.
 //!
-//! The runid markers of each fetched task are (re)written first (spec 20 §8).
+//! The runid markers of a task are written again before its ET is deleted (spec 20 §8).
 
 use crate::blobs::{Blobs, LogKind, log_path};
 use crate::pull::{ExecutorClients, Pulled};
@@ -152,8 +152,6 @@ pub async fn fetch_pass(
             if !et.status.phase.is_finished() {
                 continue;
             }
-            // Idempotent: the markers were normally written when the ET was created.
-            blobs.write_markers(&task.id, &run.id).await?;
             let source = Source {
                 clients,
                 url: executors.get(&et.spec.executor_id).map(String::as_str),
@@ -168,6 +166,9 @@ pub async fn fetch_pass(
                 touched.push(run.id.clone());
             }
             if fetched.fetch_done() {
+                // The markers were written when the ET was created; write them again (once,
+                // idempotently) before the ET goes, so no stored data is left unreferenced.
+                blobs.write_markers(&task.id, &run.id).await?;
                 match store.delete_executor_task(&et.id, et_rev).await {
                     Ok(()) | Err(StoreError::Concurrency(_)) => {}
                     Err(e) => return Err(e.into()),

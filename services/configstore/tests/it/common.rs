@@ -3,7 +3,7 @@
 //! that `scripts/test.sh` starts (a fresh key prefix and bucket per test).
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agola_common::Shutdown;
 use agola_common::config::{KvConfig, ObjectStorageConfig};
@@ -99,21 +99,23 @@ pub struct Instance {
 impl Instance {
     /// Serves a configstore on `storage` and waits until it answers.
     pub async fn start(storage: &Storage) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match Self::try_start(storage, deadline).await {
-                Ok(inst) => return inst,
-                // A stopped instance of this process may still be letting go of the embedded
-                // KV file (its last background tasks end just after it): try again.
-                Err(e) if e.contains("already open") && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+        wait_until(
+            "the configstore to start",
+            Duration::from_secs(60),
+            || async {
+                match Self::try_start(storage).await {
+                    Ok(inst) => Some(inst),
+                    // A stopped instance of this process may still be letting go of the embedded
+                    // KV file (its last background tasks end just after it): try again.
+                    Err(e) if e.contains("already open") => None,
+                    Err(e) => panic!("configstore failed to start: {e}"),
                 }
-                Err(e) => panic!("configstore failed to start: {e}"),
-            }
-        }
+            },
+        )
+        .await
     }
 
-    async fn try_start(storage: &Storage, deadline: Instant) -> Result<Self, String> {
+    async fn try_start(storage: &Storage) -> Result<Self, String> {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (trigger, shutdown): (ShutdownTrigger, Shutdown) = Shutdown::new();
@@ -125,35 +127,36 @@ impl Instance {
         let channel = Channel::from_shared(format!("http://{addr}"))
             .expect("url")
             .connect_lazy();
-        let mut inst = Instance {
-            client: ConfigstoreServiceClient::new(channel.clone()),
+        let client = ConfigstoreServiceClient::new(channel.clone());
+        // Ready once it answers; a start that failed ends the serve task with the reason.
+        let ready = wait_until("the configstore to answer", Duration::from_secs(60), || {
+            let mut client = client.clone();
+            let finished = task.is_finished();
+            async move {
+                if finished {
+                    return Some(false);
+                }
+                let probe = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.list_users(pb::ListUsersRequest::default()),
+                )
+                .await;
+                matches!(probe, Ok(Ok(_))).then_some(true)
+            }
+        })
+        .await;
+        if !ready {
+            return Err(match task.await {
+                Ok(Err(e)) => e.to_string(),
+                other => format!("stopped at start: {other:?}"),
+            });
+        }
+        Ok(Instance {
+            client,
             maintenance: MaintenanceServiceClient::new(channel),
             trigger,
             task,
-        };
-        loop {
-            if inst.task.is_finished() {
-                return Err(match (&mut inst.task).await {
-                    Ok(Err(e)) => e.to_string(),
-                    other => format!("stopped at start: {other:?}"),
-                });
-            }
-            let probe = tokio::time::timeout(
-                Duration::from_secs(2),
-                inst.client
-                    .clone()
-                    .list_users(pb::ListUsersRequest::default()),
-            )
-            .await;
-            if matches!(probe, Ok(Ok(_))) {
-                return Ok(inst);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "configstore did not answer in 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
     }
 
     /// Stops the instance and waits for it to release its storage.
@@ -163,22 +166,15 @@ impl Instance {
     }
 }
 
-/// Polls `check` every 20 ms until it returns `Some`, failing after `timeout`.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+/// Polls `check` until it returns `Some`; panics naming `what` after `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    match agola_common::poll::wait_until(what, timeout, check).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
     }
 }
 
